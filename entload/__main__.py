@@ -1,0 +1,3 @@
+from entload.cli import main
+
+raise SystemExit(main())
