@@ -1,13 +1,133 @@
-"""`entload run` (not built yet: see the open issue)."""
+"""`entload run`: replay a school day (or a window of it) against a staging ENT and write a results folder."""
 
-HELP = "(not built yet)"
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "replay a compressed ENT school day against a staging ENT (embedded by default); write results/<run-id>/"
+DESCRIPTION = (
+    "Replay the ENT's school day (open-model arrivals, persona journeys) with Locust, against --host or, "
+    "without it, the embedded staging ENT on loopback. Writes <out>/<run-id>/: manifest.json, summary.json, "
+    "timeseries.csv, samples.csv.gz, Locust's CSV/HTML, plots/ and report.html. Ctrl-C ends the run with a "
+    "valid folder marked incomplete (exit 130)."
+)
+
+# The laptop default (`make run`): the whole 180,000-visit day, at 2 % of its visits, in 10 minutes.
+DEFAULT_DAY_IN = "10m"
+DEFAULT_SCALE = 0.02
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--host", help="ENT base URL (loopback, or allow-listed with --allow-host); default: start the embedded "
+      "staging ENT on free loopback ports")
+    a("--enseigno-host", metavar="URL", help="Enseigno base URL when --host is given (default: the scenarios')")
+    a("--workload", metavar="FILE", help="workload YAML (default: scenarios/workload.yaml)")
+    a("--day-in", metavar="DUR", default=None,
+      help=f"replay the whole day in this wall time, e.g. 1h, 10m (default {DEFAULT_DAY_IN}; 24h = real time)")
+    a("--from", dest="from_", metavar="HH:MM", help="start of the simulated window (default 00:00)")
+    a("--to", metavar="HH:MM", help="end of the simulated window (default 24:00)")
+    a("--scale", metavar="F", help=f"fraction or multiple of the day's visits (default {DEFAULT_SCALE})")
+    a("--workers", metavar="N", default="0", help="Locust distributed mode: a master and N worker processes "
+      "on this machine (default 0: one process)")
+    a("--run-id", metavar="ID", help="name of the run folder (default: UTC time + random suffix)")
+    a("--out", metavar="DIR", default="results", help="parent folder of run folders (default results/)")
+    a("--staging-config", metavar="FILE", help="config YAML for the embedded staging ENT (faults, sizes...)")
+    a("--seed", metavar="N", help="random seed: same seed, same arrivals and journeys")
+    a("--accounts", metavar="CSV", help="login,password,persona CSV for --host (default: the embedded ENT's seeded accounts, "
+      "which match an `entload staging` started with the same --seed)")
+    a("--day-type", metavar="NAME", help="day type of the workload's arrival profile (default: the workload's)")
+    a("--arrivals", choices=["poisson", "deterministic"], help="arrival process (default poisson)")
+    a("--metrics-port", metavar="P", default="0", help="serve Prometheus /metrics on P (workers on P+1...; "
+      "0 = off); writes prometheus.yml in the run folder")
+    a("--metrics-bind", metavar="ADDR", help="address /metrics binds to (default 127.0.0.1)")
+    a("--pushgateway", metavar="URL", help="push metrics to this Pushgateway during and after the run")
+    a("--allow-host", metavar="H", action="append", default=[],
+      help="allow load to this non-loopback host name (repeatable)")
+    a("--no-progress", action="store_true", help="no progress line (for logs)")
+    a("--locustfile", help=argparse.SUPPRESS)  # tests: a locustfile other than the scenarios
+
+
+def _int(value: str, option: str, low: int, high: int | None = None) -> int:
+    from entload.errors import UsageError
+
+    try:
+        n = int(str(value))
+    except ValueError:
+        raise UsageError(f"{option}: expected a whole number, got {value!r}") from None
+    if n < low or (high is not None and n > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise UsageError(f"{option}: expected a whole number {bound}, got {value!r}")
+    return n
+
+
+def build_options(args):
+    """argparse namespace -> validated RunOptions (one-line UsageError/InputError on any bad value)."""
+    from entload import runstore
+    from entload.errors import InputError, UsageError
+    from entload.hostsafety import check_host
+    from entload.run import RunOptions
+    from entload.units import parse_clock, parse_duration
+
+    opts = RunOptions()
+    allow = [h for h in args.allow_host]
+    if args.host:
+        opts.host = check_host(args.host.rstrip("/"), allow, "--host")
+    if args.enseigno_host:
+        opts.enseigno_host = check_host(args.enseigno_host.rstrip("/"), allow, "--enseigno-host")
+    opts.allow_hosts = allow
+    opts.day_in = args.day_in or DEFAULT_DAY_IN
+    opts.day_in_s = parse_duration(opts.day_in, "--day-in")
+    if opts.day_in_s > 86400:
+        raise UsageError(f"--day-in: at most 24h (real time), got {opts.day_in!r}")
+    opts.from_, opts.to = args.from_, args.to
+    opts.from_s = parse_clock(args.from_, "--from") if args.from_ else 0.0
+    opts.to_s = parse_clock(args.to, "--to") if args.to else 86400.0
+    if opts.to_s <= opts.from_s:
+        raise UsageError(f"--to: must be later than --from ({args.from_ or '00:00'}), got {args.to!r}")
+    scale = args.scale if args.scale is not None else str(DEFAULT_SCALE)
+    try:
+        opts.scale = float(scale)
+    except ValueError:
+        raise UsageError(f"--scale: expected a positive number such as 0.1 or 3, got {scale!r}") from None
+    if not opts.scale > 0 or opts.scale > 1000:
+        raise UsageError(f"--scale: expected a positive number up to 1000, got {scale!r}")
+    opts.workers = _int(args.workers, "--workers", 0, 64)
+    opts.seed = _int(args.seed, "--seed", 0) if args.seed is not None else None
+    opts.metrics_port = _int(args.metrics_port, "--metrics-port", 0, 65535)
+    opts.metrics_bind = args.metrics_bind
+    if args.pushgateway:
+        from urllib.parse import urlsplit
+
+        if urlsplit(args.pushgateway).scheme not in ("http", "https"):
+            raise UsageError(f"--pushgateway: expected an http(s) URL, got {args.pushgateway!r}")
+        opts.pushgateway = args.pushgateway
+    opts.run_id = runstore.check_run_id(args.run_id) if args.run_id else runstore.new_run_id()
+    opts.out = Path(args.out)
+    if opts.out.exists() and not opts.out.is_dir():
+        raise UsageError(f"--out: {opts.out} exists and is not a directory")
+    if args.staging_config:
+        if args.host:
+            raise UsageError("--staging-config: only for the embedded staging ENT (drop --host, or drop this option)")
+        opts.staging_config = Path(args.staging_config)
+        if not opts.staging_config.is_file():
+            raise InputError(f"--staging-config: {opts.staging_config}: no such file")
+    if args.workload:
+        opts.workload = Path(args.workload)
+        if not opts.workload.is_file():
+            raise InputError(f"--workload: {opts.workload}: no such file")
+    if args.accounts:
+        opts.accounts = Path(args.accounts)
+        if not opts.accounts.is_file():
+            raise InputError(f"--accounts: {opts.accounts}: no such file")
+    opts.day_type, opts.arrivals = args.day_type, args.arrivals
+    opts.locustfile = Path(args.locustfile) if args.locustfile else None
+    opts.progress = not args.no_progress
+    return opts
 
 
 def run(args) -> int:
-    from entload.errors import UsageError
+    from entload.run import execute
 
-    raise UsageError("this command is not built yet")
+    return execute(build_options(args))
