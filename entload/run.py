@@ -83,38 +83,36 @@ def locust_conf() -> Path | None:
     return conf if conf.exists() else None
 
 
-def workload_digest(path: Path | None) -> tuple[str | None, str | None]:
-    """Validate the workload with the scenarios' own loader (bad file -> InputError) and return
-    (file, sha256 of its canonical form)."""
-    loader = None
+def _workload_loader():
     try:
         import scenarios
 
         loader = getattr(scenarios, "load_workload", None)
-    except ImportError:
-        pass
-    if path is None:
-        default = scenarios_dir() / "workload.yaml"
-        path = default if default.exists() else None
+        if loader is None:
+            from scenarios import _workload
+
+            loader = _workload.load_workload
+        return loader
+    except (ImportError, AttributeError):
+        return None
+
+
+def workload_digest(path: Path | None, day_type: str | None = None) -> tuple[str | None, str | None]:
+    """Validate the workload (and day type) with the scenarios' own loader before anything starts (a bad
+    file is a one-line InputError naming file and key) and return (file, digest of its canonical form)."""
+    loader = _workload_loader()
     if loader is not None:
         try:
-            workload = loader(str(path)) if path is not None else loader()
-        except FileNotFoundError:
-            raise InputError(f"--workload: {path}: no such file") from None
-        except ValueError as exc:  # the loader's WorkloadError names file and key
-            raise InputError(str(exc).splitlines()[0] if str(exc) else f"{path}: invalid workload") from None
-        raw = getattr(workload, "raw", None) or getattr(workload, "as_dict", None)
-        raw = raw() if callable(raw) else raw
-        if raw is None:
-            import dataclasses
-
-            raw = dataclasses.asdict(workload) if dataclasses.is_dataclass(workload) else None
-        if raw is not None:
-            return (str(path) if path else None), runstore.canonical_digest(raw)
+            workload = loader(str(path) if path else None)
+            if day_type:
+                workload.day(day_type)
+        except ValueError as exc:  # the loader's WorkloadError names file, line and key
+            text = str(exc).strip().splitlines()
+            raise InputError(text[0] if text else f"{path}: invalid workload") from None
+        digest = workload.digest() if hasattr(workload, "digest") else runstore.canonical_digest(workload.raw)
+        return str(getattr(workload, "path", path)), digest
     if path is None:
         return None, None
-    if not Path(path).exists():
-        raise InputError(f"--workload: {path}: no such file")
     try:
         import yaml
 
@@ -413,7 +411,7 @@ class _Signals:
 def execute(opts: RunOptions, out=None) -> int:
     """Run one replay; return the exit code (0 complete, 130 interrupted, 1 the run failed)."""
     out = out or sys.stdout
-    workload_file, digest = workload_digest(opts.workload)
+    workload_file, digest = workload_digest(opts.workload, opts.day_type)
     run_dir = runstore.create_run_dir(opts.out, opts.run_id)
     folder = RunFolder(run_dir)
     embedded = opts.host is None

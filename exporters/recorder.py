@@ -586,7 +586,11 @@ def bound_locust_memory(stats) -> None:
     HISTORY_MAX entries, and drop per-second request/failure counters older than PER_SEC_KEEP_S."""
     hist = stats.history
     if len(hist) > HISTORY_MAX:
-        stats.history = hist[: len(hist) - HISTORY_MAX // 2 : 2] + hist[len(hist) - HISTORY_MAX // 2 :]
+        recent = HISTORY_MAX // 2
+        older = hist[: len(hist) - recent]
+        while len(older) > HISTORY_MAX - recent:
+            older = older[::2]
+        stats.history = older + hist[len(hist) - recent :]
     cutoff = int(time.time()) - PER_SEC_KEEP_S
     for entry in [stats.total, *stats.entries.values()]:
         for per_sec in (entry.num_reqs_per_sec, entry.num_fail_per_sec):
