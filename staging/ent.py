@@ -25,6 +25,7 @@ from staging.core import (
     Request,
     is_loopback,
 )
+from staging.shared import STATS
 
 SESSION_COOKIE = b"oneSessionId"
 DATE = "2026-03-16T08:{:02d}:{:02d}.000Z"
@@ -186,7 +187,7 @@ class EntApp(App):
         a("GET", "/__admin/stats", self.admin_stats, auth=False)
 
     async def healthz(self, req):
-        return ok(b'{"status":"ok","app":"ent"}')
+        return ok(b'{"status":"ok","app":"ent","worker":%d}' % self.ctx.worker)
 
     # -- authentication ----------------------------------------------------------------------------------
     async def root(self, req):
@@ -749,5 +750,6 @@ class EntApp(App):
         self._admin_allowed(req)
         self.ctx.publish()
         stats = self.ctx.shared.total_stats(time.time())
-        stats["workers"] = len(self.ctx.shared.stats) // 11
+        stats["workers"] = len(self.ctx.shared.stats) // len(STATS)
+        stats["per_worker_requests"] = [self.ctx.shared.stats[w * len(STATS)] for w in range(stats["workers"])]
         return ok(json.dumps(stats).encode())
