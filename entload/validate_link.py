@@ -475,6 +475,7 @@ async def _generate(spec: dict, out: Path) -> None:
             tasks: set[asyncio.Task] = set()
             measured_pending: set[asyncio.Task] = set()
             dropped = 0
+            counts = dict.fromkeys(names, 0)
             t_next = start + rng.expovariate(lam)
             last_progress = start
             while True:
@@ -486,7 +487,11 @@ async def _generate(spec: dict, out: Path) -> None:
                     if len(tasks) >= max_inflight:
                         dropped += 1
                     else:
-                        cls = rng.choices(names, probs)[0]
+                        # stratified mix: the class furthest behind its share (Poisson times, but a short
+                        # step still carries the intended bytes instead of a lucky or unlucky draw of casiers)
+                        n_arr = sum(counts.values()) + 1
+                        cls = max(names, key=lambda n: (probs[names.index(n)] * n_arr - counts[n], -names.index(n)))
+                        counts[cls] += 1
                         task = asyncio.create_task(one(cls, i, t_next, measured))
                         tasks.add(task)
                         if measured:
@@ -591,9 +596,11 @@ def export_accounts(opts: Options, workdir: Path) -> list[dict]:
     return [{"login": r["login"], "password": r["password"]} for r in students[: opts.accounts]]
 
 
-def run_generator(ns: Netns, spec: dict, workdir: Path, timeout_s: float, on_event=None) -> None:
-    spec_path = workdir / f"{spec['mode']}-spec.json"
+def run_generator(ns: Netns, spec: dict, workdir: Path, private: Path, timeout_s: float, on_event=None) -> None:
+    spec_path = private / f"{spec['mode']}-spec.json"  # holds the accounts: private folder only
     spec_path.write_text(json.dumps(spec))
+    public = {k: v for k, v in spec.items() if k != "accounts"}
+    (workdir / f"{spec['mode']}-spec.json").write_text(json.dumps(public, indent=1))
     proc = ns.popen(
         [sys.executable, "-m", "entload.validate_link", "generate", str(spec_path), str(workdir)],
         stdout=subprocess.PIPE, stderr=open(workdir / f"{spec['mode']}-generator.err", "wb"), text=True,
@@ -648,10 +655,20 @@ def calibrate_classes(cal: dict, opts: Options) -> dict:
 
 
 def collect(opts: Options, workdir: Path) -> dict:
-    """Create the link, run staging + generator inside it, return the raw measurements."""
+    """Create the link, run staging + generator inside it, return the raw measurements.
+
+    Measurements go to `workdir`; the seeded accounts and the specs that carry their passwords stay in a
+    private temporary folder that is deleted at the end (passwords never reach a results folder)."""
+    import tempfile
+
     workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="entload-validate-") as private:
+        return _collect(opts, workdir, Path(private))
+
+
+def _collect(opts: Options, workdir: Path, private: Path) -> dict:
     clean_stale_namespaces()
-    accounts = export_accounts(opts, workdir) if opts.staging_cmd is None else [
+    accounts = export_accounts(opts, private) if opts.staging_cmd is None else [
         {"login": f"user{i}", "password": "x"} for i in range(opts.accounts)]
     ns = Netns(opts.rate_bps, opts.resolved_burst(), opts.latency_s)
     raw: dict = {"namespace": ns.name, "tbf": " ".join(ns.tbf_args())}
@@ -674,7 +691,7 @@ def collect(opts: Options, workdir: Path) -> dict:
                                 for c in opts.classes]}
             _say("calibrating: each size class alone on the idle link")
             run_generator(ns, {**base, "mode": "calibrate", "steps": [],
-                               "calibration_repeats": opts.calibration_repeats}, workdir, 120)
+                               "calibration_repeats": opts.calibration_repeats}, workdir, private, 120)
             cal = json.loads((workdir / "calibrate-transfers.json").read_text())
             sizes = calibrate_classes(cal, opts)
             mean_wire = sum(c.share * sizes[c.name]["wire_bytes"] for c in opts.classes)
@@ -703,7 +720,7 @@ def collect(opts: Options, workdir: Path) -> dict:
                          f"{ev['measured_pending']}")
 
             bound = 60 + sum(s["warmup_s"] + s["duration_s"] + s["drain_limit_s"] + 10 for s in steps)
-            run_generator(ns, {**base, "mode": "steps", "steps": steps}, workdir, bound, on_event)
+            run_generator(ns, {**base, "mode": "steps", "steps": steps}, workdir, private, bound, on_event)
             data = json.loads((workdir / "steps-transfers.json").read_text())
             raw.update({"sizes": sizes, "steps": data["steps"], "records": data["records"],
                         "qdisc": {str(k): v for k, v in qstats.items()},
@@ -763,7 +780,7 @@ def analyse(raw: dict, opts: Options) -> dict:
     ts, lo_bytes, _active = _read_link_csv(raw["link_csv"])
     result = {
         "schema_version": SCHEMA_VERSION,
-        "link": {"rate_bps": rate, "effective_bps": c_eff, "payload_efficiency": efficiency, "mtu": MTU,
+        "link": {"namespace": raw.get("namespace"), "rate_bps": rate, "effective_bps": c_eff, "payload_efficiency": efficiency, "mtu": MTU,
                  "tbf": raw["tbf"], "congestion_control": raw.get("congestion_control")},
         "classes": {c.name: {"label": c.label, "share": c.share, **sizes[c.name],
                              "overhead_s": sizes[c.name]["unloaded_s"] - 8 * sizes[c.name]["payload_bytes"] / c_eff}
