@@ -83,8 +83,10 @@ def _worker(index, socks, settings, directory, content, shared, secret, access_l
         def capture_signals(self):  # the worker handles signals itself, for both servers
             yield
 
+    # the parent forked with SIGINT/SIGTERM blocked: restore default handling, then let them in
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
     async def main() -> None:
         ctx = Context(settings, directory, content, shared, secret, index, access_log)
@@ -155,15 +157,20 @@ def serve(settings: dict, host: str, port: int, enseigno_port: int, workers: int
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     procs = []
     try:
+        # block the stop signals while forking, so no worker runs with the parent's handler
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         for w in range(workers):
             p = ctx.Process(target=_worker, name=f"staging-worker-{w}", daemon=False,
                             args=(w, [ent_sock, ens_sock], settings, directory, content, shared, secret,
                                   access_log, readies[w]))
             p.start()
             procs.append(p)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         deadline = time.monotonic() + 60
         while not all(e.is_set() for e in readies):
-            if stopping["sig"] or any(not p.is_alive() for p in procs) or time.monotonic() > deadline:
+            if stopping["sig"]:
+                return 0
+            if any(not p.is_alive() for p in procs) or time.monotonic() > deadline:
                 out("staging: a worker failed to start", file=sys.stderr)
                 return 1
             time.sleep(0.02)
@@ -189,6 +196,7 @@ def serve(settings: dict, host: str, port: int, enseigno_port: int, workers: int
             time.sleep(0.2)
         return code
     finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
