@@ -64,11 +64,12 @@ class RunOptions:
 
     @property
     def compression(self) -> float:
-        return 86400.0 / self.day_in_s if self.day_in_s else 1.0
+        """k, simulated seconds per wall second: the window is replayed in --day-in (the scenarios' rule)."""
+        return (self.to_s - self.from_s) / self.day_in_s if self.day_in_s else 1.0
 
     @property
     def expected_wall_s(self) -> float:
-        return (self.to_s - self.from_s) / self.compression
+        return self.day_in_s or (self.to_s - self.from_s)
 
 
 def scenarios_dir() -> Path:
@@ -81,6 +82,21 @@ def scenarios_dir() -> Path:
 def locust_conf() -> Path | None:
     conf = scenarios_dir().parent / "locust.conf"
     return conf if conf.exists() else None
+
+
+def conf_defaults() -> dict[str, str]:
+    """`key = value` settings of locust.conf: `entload run` takes its defaults from there, so that it and
+    `locust -f scenarios --config locust.conf` replay the same day."""
+    conf = locust_conf()
+    out: dict[str, str] = {}
+    if conf is None:
+        return out
+    for line in conf.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
 
 
 def _workload_loader():
@@ -266,7 +282,8 @@ class LocustProcesses:
         for cmd, log_path in self.commands:
             log = open(log_path, "wb")
             self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                               start_new_session=True, env=_locust_env()))  # fmt: skip
+                                               start_new_session=True, env=_locust_env(),
+                                               cwd=self.run_dir))  # fmt: skip
             log.close()
 
     def interrupt(self) -> None:

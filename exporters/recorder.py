@@ -49,6 +49,8 @@ DISTRIBUTED_LAG_S = 6  # workers report every 3 s (Locust's WORKER_REPORT_INTERV
 HISTORY_MAX = 720  # Locust's stats.history entries kept for its HTML report (decimated beyond)
 PER_SEC_KEEP_S = 30  # Locust's per-second counters older than this are dropped (it reads the last 12 s)
 REPORT_KEY = "entload_recorder"
+#: benchmarks/soak_memory.py's reference variant only: leave Locust's per-run state unbounded
+UNBOUNDED = os.environ.get("ENTLOAD_RECORDER_UNBOUNDED_LOCUST_STATS") == "1"
 
 TIMESERIES_COLUMNS = [
     "t_s", "sim_clock_s", "arrivals_target", "arrivals", "late", "dropped", "active_visits", "users",
@@ -115,34 +117,36 @@ def _new_persona() -> dict:
 
 
 class Reservoir:
-    """Uniform reservoir (Algorithm R) of (latency, intended latency, ok), stored compactly.
+    """Uniform reservoir (Algorithm R) of (latency, intended latency, ok), stored compactly (9 bytes a slot).
 
-    `changes` lists the slots written since the last `take_changes()`, so a worker ships only its
-    replacements (about R·(1 + ln(n/R)) over a whole run), and the master mirrors each worker's reservoir.
+    The arrays are allocated full size at creation, so memory does not creep up during a soak as the
+    reservoir fills. `changed` lists the slots written since the last `take_changes()`, so a worker ships
+    only its replacements (about R·(1 + ln(n/R)) over a whole run) and the master mirrors its reservoir.
     """
 
     __slots__ = ("lat", "intended", "ok", "seen", "changed", "_rng")
 
     def __init__(self, rng: random.Random):
-        self.lat = array("f")
-        self.intended = array("f")
-        self.ok = bytearray()
+        self.lat = array("f", [0.0]) * RESERVOIR_SIZE
+        self.intended = array("f", [0.0]) * RESERVOIR_SIZE
+        self.ok = bytearray(RESERVOIR_SIZE)
         self.seen = 0
         self.changed: set[int] = set()
         self._rng = rng
 
+    @property
+    def filled(self) -> int:
+        return min(self.seen, RESERVOIR_SIZE)
+
     def add(self, lat: float, intended: float, ok: bool) -> None:
         self.seen += 1
-        if len(self.lat) < RESERVOIR_SIZE:
-            slot = len(self.lat)
-            self.lat.append(lat)
-            self.intended.append(intended)
-            self.ok.append(1 if ok else 0)
+        if self.seen <= RESERVOIR_SIZE:
+            slot = self.seen - 1
         else:
             slot = self._rng.randrange(self.seen)
             if slot >= RESERVOIR_SIZE:
                 return
-            self.lat[slot], self.intended[slot], self.ok[slot] = lat, intended, 1 if ok else 0
+        self.lat[slot], self.intended[slot], self.ok[slot] = lat, intended, 1 if ok else 0
         self.changed.add(slot)
 
     def take_changes(self) -> list:
@@ -154,10 +158,6 @@ class Reservoir:
         """Mirror side: replay a worker's slot writes."""
         self.seen = seen
         for slot, lat, intended, ok in rows:
-            while len(self.lat) <= slot:
-                self.lat.append(0.0)
-                self.intended.append(0.0)
-                self.ok.append(0)
             self.lat[slot], self.intended[slot], self.ok[slot] = lat, intended, ok
 
 
@@ -345,35 +345,35 @@ def _parse_clock_s(value: Any) -> float | None:
 
 
 def sim_clock_params(environment) -> tuple[float, float]:
-    """(from_s, k): simulated seconds since midnight at the run start, and simulated seconds per wall second.
-
-    Asked first of the shape (`from_s` / `compression` attributes when the scenarios expose them), else
-    derived from the scenario options (`--from`, `--day-in`).
-    """
-    shape = getattr(environment, "shape_class", None)
-    from_s = getattr(shape, "from_s", None)
-    k = getattr(shape, "compression", None)
+    """(from_s, k): simulated seconds since midnight where the replay starts, and simulated seconds per wall
+    second, from the scenario options (`--from`, `--to`, `--day-in`: the window is replayed in DUR)."""
     opts = getattr(environment, "parsed_options", None)
-    if from_s is None:
-        from_s = _parse_clock_s(getattr(opts, "from", None) or getattr(opts, "from_", None)
-                                or getattr(opts, "window_from", None)) or 0.0  # fmt: skip
-    if k is None:
-        day_in = _parse_duration_s(getattr(opts, "day_in", None))
-        k = 86400.0 / day_in if day_in else 1.0
+    from_s = _parse_clock_s(getattr(opts, "from_time", None) or getattr(opts, "from", None)) or 0.0
+    to_s = _parse_clock_s(getattr(opts, "to_time", None) or getattr(opts, "to", None)) or 86400.0
+    day_in = _parse_duration_s(getattr(opts, "day_in", None))
+    k = (to_s - from_s) / day_in if day_in and to_s > from_s else 1.0
     return float(from_s), float(k)
+
+
+def clock_origin(environment) -> float | None:
+    """Wall epoch at which the simulated clock reads `from_s`: the shape's `t0` when it has one (the
+    scenarios' shape starts the clock after a warm-up), else None (the recorder's start)."""
+    t0 = getattr(getattr(environment, "shape_class", None), "t0", None)
+    return float(t0) if isinstance(t0, int | float) else None
 
 
 class Aggregator:
     """Merges collector drains and writes the run folder's recorder files (local process or master)."""
 
     def __init__(self, results_dir: Path, run_id: str, lag_s: int, from_s: float = 0.0, k: float = 1.0,
-                 seed: int | None = None, distributed: bool = False):  # fmt: skip
+                 seed: int | None = None, distributed: bool = False, origin=None):  # fmt: skip
         self.dir = Path(results_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.run_id = run_id
         self.lag_s = lag_s
         self.from_s, self.k = from_s, k
         self.distributed = distributed
+        self.origin = origin or (lambda: None)  # -> wall epoch of the simulated from_s, once known
         self.rng = random.Random(seed)
         self.start = time.time()
         self.start_sec = int(self.start)
@@ -449,8 +449,10 @@ class Aggregator:
             u_carry.update(b["u"])
             p50, p95, p99 = hist_quantiles(b["h"], (0.5, 0.95, 0.99))
             t_s = sec - self.start_sec
+            t0 = self.origin() or self.start
+            sim = max(self.from_s, self.from_s + (sec - t0) * self.k)
             self._ts.writerow([
-                t_s, f"{self.from_s + t_s * self.k:.1f}", f"{b['tg']:.3f}", b["a"], b["l"], b["d"],
+                t_s, f"{sim:.1f}", f"{b['tg']:.3f}", b["a"], b["l"], b["d"],
                 sum(av_carry.values()), sum(u_carry.values()), b["n"], b["f"], b["bd"], b["bu"],
                 _fmt(p50), _fmt(p95), _fmt(p99),
             ])  # fmt: skip
@@ -538,8 +540,8 @@ class Aggregator:
                 counts[i] += 1
             rows: list = []
             for r, c in zip(parts, counts, strict=True):
-                c = min(c, len(r.lat))
-                for s in self.rng.sample(range(len(r.lat)), c):
+                c = min(c, r.filled)
+                for s in self.rng.sample(range(r.filled), c):
                     rows.append((r.lat[s], r.intended[s], r.ok[s]))
             out[key] = rows
         return out
@@ -637,6 +639,7 @@ class Recorder:
                 Path(self.results_dir), self.run_id,
                 lag_s=DISTRIBUTED_LAG_S if self.is_master else LOCAL_LAG_S,
                 from_s=from_s, k=k, seed=self.seed, distributed=self.is_master,
+                origin=lambda: clock_origin(environment),
             )  # fmt: skip
         if self._loop is None:
             self._loop = gevent.spawn(self._every_second)
@@ -651,7 +654,7 @@ class Recorder:
                     if self.collector is not None:
                         self.aggregator.merge("local", self.collector.drain())
                     self.aggregator.tick()
-                if not self.is_worker:
+                if not self.is_worker and not UNBOUNDED:
                     bound_locust_memory(self.env.stats)
             except Exception:  # recording must never take the load test down
                 import logging

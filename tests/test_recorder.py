@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, free_port, stop_process, wait_http
+from conftest import free_port, stop_process, wait_http
 
 from exporters import recorder
 
@@ -103,7 +103,7 @@ def test_locust_native_run_writes_recorder_files(tmp_path, http_target):
     env = {**os.environ, "RECORDER_TEST_SECONDS": "4", "RECORDER_TEST_USERS": "3"}
     subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", http_target,
                     "--results-dir", str(out), "--csv", str(out / "locust"), "--exit-code-on-error", "0"],
-                   cwd=REPO, env=env, check=True, timeout=60, capture_output=True)  # fmt: skip
+                   cwd=tmp_path, env=env, check=True, timeout=60, capture_output=True)  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True and summary["schema_version"] == 1
     totals = locust_csv_totals(out / "locust_stats.csv")

@@ -13,9 +13,9 @@ DESCRIPTION = (
     "valid folder marked incomplete (exit 130)."
 )
 
-# The laptop default (`make run`): the whole 180,000-visit day, at 2 % of its visits, in 10 minutes.
-DEFAULT_DAY_IN = "10m"
-DEFAULT_SCALE = 0.02
+# Defaults come from the repository's locust.conf (so `entload run` and `locust -f scenarios --config
+# locust.conf` replay the same day); these apply only when it is missing.
+FALLBACK = {"day-in": "10m", "scale": "0.05", "from": "00:00", "to": "24:00"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,10 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--enseigno-host", metavar="URL", help="Enseigno base URL when --host is given (default: the scenarios')")
     a("--workload", metavar="FILE", help="workload YAML (default: scenarios/workload.yaml)")
     a("--day-in", metavar="DUR", default=None,
-      help=f"replay the whole day in this wall time, e.g. 1h, 10m (default {DEFAULT_DAY_IN}; 24h = real time)")
+      help="replay the window (default the whole day) in this wall time, e.g. 1h, 10m; compression "
+      "k = window / DUR (default: locust.conf's, 10m)")
     a("--from", dest="from_", metavar="HH:MM", help="start of the simulated window (default 00:00)")
     a("--to", metavar="HH:MM", help="end of the simulated window (default 24:00)")
-    a("--scale", metavar="F", help=f"fraction or multiple of the day's visits (default {DEFAULT_SCALE})")
+    a("--scale", metavar="F", help="fraction or multiple of the day's visits (default: locust.conf's, 0.05)")
     a("--workers", metavar="N", default="0", help="Locust distributed mode: a master and N worker processes "
       "on this machine (default 0: one process)")
     a("--run-id", metavar="ID", help="name of the run folder (default: UTC time + random suffix)")
@@ -67,9 +68,10 @@ def build_options(args):
     from entload import runstore
     from entload.errors import InputError, UsageError
     from entload.hostsafety import check_host
-    from entload.run import RunOptions
+    from entload.run import RunOptions, conf_defaults
     from entload.units import parse_clock, parse_duration
 
+    conf = {**FALLBACK, **conf_defaults()}
     opts = RunOptions()
     allow = [h for h in args.allow_host]
     if args.host:
@@ -77,16 +79,14 @@ def build_options(args):
     if args.enseigno_host:
         opts.enseigno_host = check_host(args.enseigno_host.rstrip("/"), allow, "--enseigno-host")
     opts.allow_hosts = allow
-    opts.day_in = args.day_in or DEFAULT_DAY_IN
+    opts.day_in = args.day_in or conf["day-in"]
     opts.day_in_s = parse_duration(opts.day_in, "--day-in")
-    if opts.day_in_s > 86400:
-        raise UsageError(f"--day-in: at most 24h (real time), got {opts.day_in!r}")
-    opts.from_, opts.to = args.from_, args.to
-    opts.from_s = parse_clock(args.from_, "--from") if args.from_ else 0.0
-    opts.to_s = parse_clock(args.to, "--to") if args.to else 86400.0
+    opts.from_, opts.to = args.from_ or conf["from"], args.to or conf["to"]
+    opts.from_s = parse_clock(opts.from_, "--from")
+    opts.to_s = parse_clock(opts.to, "--to")
     if opts.to_s <= opts.from_s:
-        raise UsageError(f"--to: must be later than --from ({args.from_ or '00:00'}), got {args.to!r}")
-    scale = args.scale if args.scale is not None else str(DEFAULT_SCALE)
+        raise UsageError(f"--to: must be later than --from ({opts.from_}), got {opts.to!r}")
+    scale = args.scale if args.scale is not None else conf["scale"]
     try:
         opts.scale = float(scale)
     except ValueError:
@@ -94,7 +94,8 @@ def build_options(args):
     if not opts.scale > 0 or opts.scale > 1000:
         raise UsageError(f"--scale: expected a positive number up to 1000, got {scale!r}")
     opts.workers = _int(args.workers, "--workers", 0, 64)
-    opts.seed = _int(args.seed, "--seed", 0) if args.seed is not None else None
+    seed = args.seed if args.seed is not None else conf.get("seed")
+    opts.seed = _int(seed, "--seed", 0) if seed is not None else None
     opts.metrics_port = _int(args.metrics_port, "--metrics-port", 0, 65535)
     opts.metrics_bind = args.metrics_bind
     if args.pushgateway:
@@ -104,25 +105,26 @@ def build_options(args):
             raise UsageError(f"--pushgateway: expected an http(s) URL, got {args.pushgateway!r}")
         opts.pushgateway = args.pushgateway
     opts.run_id = runstore.check_run_id(args.run_id) if args.run_id else runstore.new_run_id()
-    opts.out = Path(args.out)
+    opts.out = Path(args.out).resolve()
     if opts.out.exists() and not opts.out.is_dir():
         raise UsageError(f"--out: {opts.out} exists and is not a directory")
     if args.staging_config:
         if args.host:
             raise UsageError("--staging-config: only for the embedded staging ENT (drop --host, or drop this option)")
-        opts.staging_config = Path(args.staging_config)
+        opts.staging_config = Path(args.staging_config).resolve()
         if not opts.staging_config.is_file():
             raise InputError(f"--staging-config: {opts.staging_config}: no such file")
     if args.workload:
-        opts.workload = Path(args.workload)
+        opts.workload = Path(args.workload).resolve()
         if not opts.workload.is_file():
             raise InputError(f"--workload: {opts.workload}: no such file")
     if args.accounts:
-        opts.accounts = Path(args.accounts)
+        opts.accounts = Path(args.accounts).resolve()
         if not opts.accounts.is_file():
             raise InputError(f"--accounts: {opts.accounts}: no such file")
-    opts.day_type, opts.arrivals = args.day_type, args.arrivals
-    opts.locustfile = Path(args.locustfile) if args.locustfile else None
+    opts.day_type = args.day_type or conf.get("day-type")
+    opts.arrivals = args.arrivals or conf.get("arrivals")
+    opts.locustfile = Path(args.locustfile).resolve() if args.locustfile else None
     opts.progress = not args.no_progress
     return opts
 
