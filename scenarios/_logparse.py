@@ -1,0 +1,749 @@
+"""Streaming access-log ingestion: Common / Combined Log Format -> anonymised aggregates.
+
+Why it looks the way it does:
+- Speed. A busy ENT day is millions of lines; a regex per line in pure Python tops out well below the
+  250,000 lines/s bar once the real work (time, route, visit, bytes) is added. The hot loop therefore
+  splits each line on `"` (one C call), and turns the three expensive fields into dictionary look-ups:
+  the timestamp string -> epoch, the request string -> route id, the client identity -> keyed hash. Each
+  cache miss is where the field is validated, so a hit is a line already known to be well formed.
+  Anything odd (escaped quotes, a new timestamp, a broken line) drops to a strict regex slow path that
+  feeds the same aggregates.
+- Privacy at ingestion. The client address, ident, login and user agent only ever form the key of a
+  keyed BLAKE2b hash (a random key per run unless one is given) that groups requests into visits. The
+  raw identity is kept in memory only in front of that hash while its visit is open, then dropped; no
+  aggregate holds it. Paths become route templates (numeric, uuid, hex and token segments -> `:id`,
+  e-mails -> `:email`, `~user` -> `:user`), query strings are dropped from routes (see
+  `sanitize_query` for the few values kept), and malformed-line examples are masked token by token.
+- Memory flat in the input: per-second totals are bounded by the time span, per-route size samples by a
+  reservoir, visits are closed (and forgotten) on their inactivity timeout, caches are bounded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import math
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+FORMATS = ("common", "combined")
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1
+    )
+}
+METHODS = frozenset(
+    [
+        "GET",
+        "HEAD",
+        "POST",
+        "PUT",
+        "DELETE",
+        "PATCH",
+        "OPTIONS",
+        "CONNECT",
+        "TRACE",
+        "PROPFIND",
+        "MKCOL",
+        "COPY",
+        "MOVE",
+    ]
+)
+STATUSES = frozenset(str(s) for s in range(100, 600))
+INVALID_ROUTE = "(invalid request)"
+OTHER_ROUTE_SUFFIX = " (other)"
+SAMPLE_CAP = 1000  # payload sizes kept per route (uniform reservoir): plenty for a 2-parameter fit
+DURATION_CAP = 50000  # visit samples kept (uniform reservoir)
+MAX_ROUTES = 3000  # distinct route templates tracked one by one; the rest pool per method
+CACHE_CAP = 200_000  # request-string -> route id cache entries before it is reset
+EXAMPLES_CAP = 5
+
+# Strict slow path: CLF fields, request with escaped quotes allowed, optional referer and user agent.
+_Q = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # unrolled: no per-character alternation
+_SLOW = re.compile(
+    r"^(\S+) (\S+) (\S+) \[(\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] "
+    + _Q
+    + r" (\d{3}) (\d+|-)(?: "
+    + _Q
+    + " "
+    + _Q
+    + r")?[ \t]*\r?\n?$"
+)
+_TS = re.compile(r"^(\d{2})/([A-Z][a-z]{2})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$")
+_PREFIX = re.compile(r"^\S+ \S+ \S+ $")
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_HEX = re.compile(r"^[0-9a-fA-F]{8,}$")
+_NUMERIC = re.compile(r"^[0-9][0-9._:,-]*$")
+_TOKENISH = re.compile(r"^[A-Za-z0-9_\-=+%]{16,}$")
+_EMAIL = re.compile(r"[^/@\s]+@[^/@\s]+")
+_SAFE_QVALUE = re.compile(r"^(?:true|false|\d{1,3}|\d{1,4}x\d{1,4}|[A-Z][A-Z_]{1,15})$")
+_SAFE_QKEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
+
+
+class LogFormatError(ValueError):
+    """The input cannot be read as an access log at all (binary, empty, unknown format, nothing parsed)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fields
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 (proleptic Gregorian), without datetime objects on the hot path."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def parse_clf_time(text: str) -> int | None:
+    """`01/Aug/1995:00:00:01 -0400` -> Unix seconds (UTC), or None if it is not a valid CLF time."""
+    m = _TS.match(text)
+    if not m:
+        return None
+    d, mon, y, hh, mm, ss, sign, oh, om = m.groups()
+    month = MONTHS.get(mon)
+    day, hour, minute, sec = int(d), int(hh), int(mm), int(ss)
+    if month is None or not (1 <= day <= 31 and hour < 24 and minute < 60 and sec < 61):
+        return None
+    offset = (int(oh) * 3600 + int(om) * 60) * (1 if sign == "+" else -1)
+    return _days_from_civil(int(y), month, day) * 86400 + hour * 3600 + minute * 60 + sec - offset
+
+
+_SEGMENT_CACHE: dict[str, str] = {}
+
+
+def _classify_segment(seg: str) -> str:
+    """`:id`, `:email`, `:user` or the segment itself; called once per segment the cache has not seen."""
+    n = len(seg)
+    if n == 36 and seg[8] == "-" and seg[13] == "-" and seg[18] == "-" and seg[23] == "-":
+        return ":id"  # uuid shape: an id whether or not every character is hex
+    if "@" in seg or "%40" in seg:
+        return ":email"
+    if seg[0] == "~":
+        return ":user"
+    if seg[0].isdigit() and _NUMERIC.match(seg):
+        return ":id"
+    if n >= 8 and _HEX.match(seg) and any(c.isdigit() for c in seg):
+        return ":id"
+    if n > 64 or (
+        n >= 16 and _TOKENISH.match(seg) and any(c.isdigit() for c in seg) and any(c.isalpha() for c in seg)
+    ):
+        return ":id"
+    return seg
+
+
+def route_template(target: str) -> str:
+    """Path of a request target with ids and personal segments replaced; the query string is dropped."""
+    for ch in "?#;":
+        if ch in target:
+            target = target[: target.index(ch)]
+    if target[:1] != "/":
+        if target.startswith(("http://", "https://")):  # absolute-form request target (proxies)
+            rest = target.split("://", 1)[1]
+            target = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+        else:
+            return "*" if target == "*" else INVALID_ROUTE
+    segs = target.split("/")
+    cache = _SEGMENT_CACHE
+    for i, seg in enumerate(segs):
+        if seg and not seg.isalpha():
+            hit = cache.get(seg)
+            if hit is None:
+                hit = _classify_segment(seg)
+                if hit == seg:  # only static segments are worth remembering; ids are one-offs
+                    if len(cache) > 50_000:
+                        cache.clear()
+                    cache[seg] = seg
+                else:
+                    segs[i] = hit
+    return "/".join(segs)
+
+
+def sanitize_query(query: str) -> str:
+    """Keep a query string's shape (keys) but only enumeration-like values (page numbers, flags, INBOX)."""
+    out = []
+    for part in query.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        if not _SAFE_QKEY.match(key):
+            continue
+        out.append(f"{key}={value}" if _SAFE_QVALUE.match(value) else f"{key}=:v")
+    return "&".join(out)
+
+
+def route_of_request(request: str) -> str:
+    """`GET /conversation/message/42?x=1 HTTP/1.1` -> `GET /conversation/message/:id`."""
+    parts = request.split(" ")
+    n = len(parts)
+    if n == 3:
+        if parts[2][:5] != "HTTP/":
+            return INVALID_ROUTE
+    elif n != 2:
+        return INVALID_ROUTE
+    if parts[0] not in METHODS or not parts[1]:
+        return INVALID_ROUTE
+    return parts[0] + " " + route_template(parts[1])
+
+
+_MASK_KEEP = re.compile(
+    r"^(?:-|HTTP/\d(?:\.\d)?\"?|\d{1,9}|[+-]\d{1,4}\]?|\[?\d{0,2}/?(?:[A-Z][a-z]{0,2})?/?\d{0,4}(?::\d{0,2}){0,3})$"
+)
+
+
+def mask_line(line: str, limit: int = 160) -> str:
+    """An unparsable line made safe to print: request paths templated, anything else unknown masked.
+
+    A broken line can start anywhere (`in24.inetnebr.` then `com - - [...]`), so we cannot tell a host
+    name from a word: every token that is not a method, a path, a number, a dash or a date piece
+    becomes `<x>`.
+    """
+    out = []
+    for tok in re.split(r'(\s+|")', line.rstrip("\r\n")[:2000]):
+        if not tok or tok.isspace() or tok == '"' or tok in METHODS or _MASK_KEEP.match(tok):
+            out.append(tok)
+        elif tok.startswith("/"):
+            out.append(route_template(tok))
+        elif tok.startswith("[") and _MASK_KEEP.match(tok[1:] or "-"):
+            out.append(tok)
+        else:
+            out.append("<x>")
+    text = "".join(out)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files
+
+
+def open_log(path: str) -> tuple[io.TextIOBase, Callable[[], float]]:
+    """Open plain or gzip (by magic bytes) as latin-1 text; returns (lines, fraction-read function).
+
+    latin-1 never fails to decode, so one bad byte does not stop a day of parsing; route templates are
+    ASCII in practice (paths are %-encoded).
+    """
+    try:
+        raw = open(path, "rb")
+    except OSError as exc:
+        raise LogFormatError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    size = os.fstat(raw.fileno()).st_size
+    head = raw.read(2)
+    raw.seek(0)
+    if head == b"\x1f\x8b":
+        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb")
+    else:
+        stream = raw
+    if stream is raw:
+        raw.close()
+        text = open(path, encoding="latin-1")
+        return text, (lambda: text.buffer.tell() / size if size else 1.0)
+    text = io.TextIOWrapper(io.BufferedReader(stream, 1 << 20), encoding="latin-1")
+    return text, (lambda: raw.tell() / size if size else 1.0)
+
+
+def sniff(path: str, max_lines: int = 200) -> tuple[str, int | None]:
+    """Format of a file (`common` or `combined`) and its first timestamp; LogFormatError if not a log."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+            fh.seek(0)
+            stream = gzip.GzipFile(fileobj=fh) if head == b"\x1f\x8b" else fh
+            try:
+                blob = stream.read(256 * 1024)
+            except (OSError, EOFError) as exc:
+                raise LogFormatError(f"{path}: not a readable gzip file ({exc})") from None
+    except OSError as exc:
+        raise LogFormatError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    if not blob.strip():
+        raise LogFormatError(f"{path}: empty file (expected access-log lines in common or combined format)")
+    if b"\x00" in blob or sum(b < 9 or 13 < b < 32 for b in blob[:8192]) > 0.01 * min(len(blob), 8192):
+        raise LogFormatError(
+            f"{path}: binary data, not a text access log (expected common or combined format)"
+        )
+    lines = blob.decode("latin-1").splitlines()[:max_lines]
+    if len(lines) > 1 and len(blob) == 256 * 1024:
+        lines = lines[:-1]  # possibly cut
+    counts = {"common": 0, "combined": 0}
+    first_t = None
+    for line in lines:
+        m = _SLOW.match(line)
+        if m:
+            counts["combined" if m.group(8) is not None else "common"] += 1
+            if first_t is None:
+                first_t = parse_clf_time(m.group(4))
+    best = max(counts, key=counts.get)
+    if counts[best] == 0:
+        example = mask_line(lines[0] if lines else "", 80)
+        raise LogFormatError(
+            f"{path}: line 1: unknown format (expected common or combined log format, e.g. "
+            f"'host - user [10/Oct/2000:13:55:36 +0200] \"GET / HTTP/1.1\" 200 2326'); got '{example}'"
+        )
+    return best, first_t
+
+
+# ---------------------------------------------------------------------------------------------------
+# Aggregates
+
+
+@dataclass
+class VisitSummary:
+    """Bounded view of closed visits: counts by start bucket and persona, reservoirs of shapes."""
+
+    count: int = 0
+    by_start: dict = field(default_factory=dict)  # (local date, hour) -> {persona: visits}
+    persona_counts: dict = field(default_factory=dict)
+    durations: list = field(default_factory=list)  # (persona, duration_s, requests, bytes)
+    think_hist: dict = field(default_factory=dict)  # gap seconds (>=1) -> count
+    bursty_gaps: int = 0  # gaps of 0 s (same second: page assets, XHR fan-out)
+
+
+@dataclass
+class FileStats:
+    path: str
+    format: str
+    lines: int = 0
+    parsed: int = 0
+    malformed: int = 0
+
+
+class Ingest:
+    """Feed it files; it keeps only anonymised, bounded aggregates.
+
+    `persona_rules` is a list of (persona, compiled regex on `METHOD /route/template`), in priority
+    order: a visit's persona is the first rule any of its requests matched, else `unknown`.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: bytes | None = None,
+        timeout_s: int = 1800,
+        persona_rules: list[tuple[str, re.Pattern]] | None = None,
+        seed: int = 0,
+        progress: Callable[[str], None] | None = None,
+        local_bucket: Callable | None = None,
+    ):
+        self._hkey = key if key is not None else os.urandom(32)
+        self.timeout_s = int(timeout_s)
+        self.persona_rules = list(persona_rules or [])
+        self.rng = random.Random(seed)
+        self.progress = progress
+        self.local_bucket = local_bucket or (
+            lambda t: (time.strftime("%Y-%m-%d", time.gmtime(t)), time.gmtime(t).tm_hour)
+        )
+        self.files: list[FileStats] = []
+        self.lines = self.parsed = self.malformed = 0
+        self.malformed_examples: list[str] = []
+        self.t_min: int | None = None
+        self.t_max: int | None = None
+        # per second: epoch -> [requests, bytes]
+        self.per_second: dict[int, list[int]] = {}
+        # routes
+        self.route_names: list[str] = []
+        self.route_ids: dict[str, int] = {}
+        self.route_count: list[int] = []
+        self.route_bytes: list[int] = []
+        self.route_errors: list[int] = []
+        self.route_samples: list[list[int]] = []
+        self.route_next: list[int] = []  # count at which the next reservoir replacement happens
+        self.route_persona: list[int] = []
+        self.route_w: list[float] = []
+        self._rcache: dict[str, int] = {}
+        self._tcache: dict[str, int] = {}
+        self._icache: dict[str, bytes] = {}
+        self.visits: dict[bytes, list] = {}
+        self.visit_summary = VisitSummary()
+        self._visit_seen = 0
+        self._next_sweep: int | None = None
+        self._wheel: dict[int, list[bytes]] = {}
+
+    # -- identity ---------------------------------------------------------------------------------
+    def _client_id(self, identity: str) -> bytes:
+        return hashlib.blake2b(identity.encode("latin-1", "replace"), key=self._hkey, digest_size=12).digest()
+
+    # -- routes -----------------------------------------------------------------------------------
+    def _route_id(self, request: str) -> int:
+        name = route_of_request(request)
+        rid = self.route_ids.get(name)
+        if rid is None:
+            if len(self.route_names) >= MAX_ROUTES and name != INVALID_ROUTE:
+                name = name.split(" ", 1)[0] + OTHER_ROUTE_SUFFIX
+                rid = self.route_ids.get(name)
+            if rid is None:
+                rid = len(self.route_names)
+                self.route_ids[name] = rid
+                self.route_names.append(name)
+                self.route_count.append(0)
+                self.route_bytes.append(0)
+                self.route_errors.append(0)
+                self.route_samples.append([])
+                self.route_next.append(1)
+                self.route_w.append(1.0)
+                mask = 0
+                for i, (_persona, rx) in enumerate(self.persona_rules):
+                    if rx.search(name):
+                        mask |= 1 << i
+                self.route_persona.append(mask)
+        if ":id" not in name and ":email" not in name and ":user" not in name:
+            # cache only requests that can repeat: one with an id in its path is a one-off, and keeping
+            # it would fill memory (and the allocator) with strings that never hit again
+            if len(self._rcache) >= CACHE_CAP:
+                self._rcache.clear()
+            self._rcache[request] = rid
+        return rid
+
+    def _sample(self, rid: int, size: int) -> None:
+        """Uniform reservoir of payload sizes per route (Li's Algorithm L: O(1) work between kept items)."""
+        samples = self.route_samples[rid]
+        n = self.route_count[rid]
+        rng = self.rng
+        if len(samples) < SAMPLE_CAP:
+            samples.append(size)
+            if len(samples) < SAMPLE_CAP:
+                self.route_next[rid] = n + 1
+                return
+            self.route_w[rid] = math.exp(math.log(rng.random() or 1e-300) / SAMPLE_CAP)
+        else:
+            samples[rng.randrange(SAMPLE_CAP)] = size
+            self.route_w[rid] *= math.exp(math.log(rng.random() or 1e-300) / SAMPLE_CAP)
+        w = min(self.route_w[rid], 1 - 1e-12)
+        self.route_next[rid] = n + int(math.log(rng.random() or 1e-300) / math.log(1 - w)) + 1
+
+    # -- visits -----------------------------------------------------------------------------------
+    def _close_visit(self, v: list) -> None:
+        start, last, nreq, nbytes, mask = v[0], v[1], v[2], v[3], v[4]
+        persona = "unknown"
+        if mask:
+            low = (mask & -mask).bit_length() - 1
+            persona = self.persona_rules[low][0]
+        s = self.visit_summary
+        s.count += 1
+        s.persona_counts[persona] = s.persona_counts.get(persona, 0) + 1
+        bucket = self.local_bucket(start)
+        cell = s.by_start.setdefault(bucket, {})
+        cell[persona] = cell.get(persona, 0) + 1
+        rec = (persona, last - start, nreq, nbytes)
+        self._visit_seen += 1
+        if len(s.durations) < DURATION_CAP:
+            s.durations.append(rec)
+        else:
+            j = self.rng.randrange(self._visit_seen)
+            if j < DURATION_CAP:
+                s.durations[j] = rec
+
+    def _sweep(self, now: int) -> None:
+        """Close visits idle longer than the timeout and forget their raw identities.
+
+        Each new visit is scheduled for a check one timeout after it starts (a timing wheel of minutes);
+        a check finds it idle (close) or reschedules it after its last request, so a sweep touches only
+        the visits that may have ended, never all open visits.
+        """
+        visits, wheel, icache = self.visits, self._wheel, self._icache
+        minute = now // 60
+        for slot in [m for m in wheel if m <= minute]:
+            for cid in wheel.pop(slot):
+                v = visits.get(cid)
+                if v is None:
+                    continue
+                if now - v[1] > self.timeout_s:
+                    del visits[cid]
+                    icache.pop(v[5], None)
+                    self._close_visit(v)
+                else:
+                    wheel.setdefault((v[1] + self.timeout_s) // 60 + 1, []).append(cid)
+        self._next_sweep = now + 60
+
+    def close_all(self) -> None:
+        for v in self.visits.values():
+            self._close_visit(v)
+        self.visits.clear()
+        self._wheel.clear()
+        self._icache.clear()
+        self._rcache.clear()
+
+    # -- the slow, strict path --------------------------------------------------------------------
+    def _bad(self, fstats: FileStats, lineno, line: str) -> None:
+        fstats.malformed += 1
+        if len(self.malformed_examples) < EXAMPLES_CAP:
+            where = lineno() if callable(lineno) else lineno
+            self.malformed_examples.append(f"{os.path.basename(fstats.path)}:{where}: {mask_line(line)}")
+
+    def _slow(self, line: str, fmt: str, fstats: FileStats, lineno) -> bool:
+        """Strict regex path; `lineno` may be a callable (computed only when an example is kept)."""
+        m = _SLOW.match(line)
+        if not m or (fmt == "combined") != (m.group(8) is not None):
+            if not line.strip():
+                return True  # blank line: not a request, not damage
+            self._bad(fstats, lineno, line)
+            return False
+        host, ident, user, ts, request, status, size, _ref, ua = m.groups()
+        t = self._tcache.get("[" + ts + "] ")
+        if t is None:
+            t = parse_clf_time(ts)
+            if t is None:
+                self._bad(fstats, lineno, line)
+                return False
+            self._tcache["[" + ts + "] "] = t  # keyed as the hot loop slices it: brackets included
+        prefix = f"{host} {ident} {user} "
+        self._record(
+            t, prefix + (ua or ""), request.replace('\\"', '"'), status, 0 if size == "-" else int(size)
+        )
+        return True
+
+    def _record(self, t: int, identity: str, request: str, status: str, b: int) -> None:
+        """Same bookkeeping as the hot loop, for lines that took the slow path."""
+        rid = self._rcache.get(request)
+        if rid is None:
+            rid = self._route_id(request)
+        if status >= "400":
+            self.route_errors[rid] += 1
+        self.route_count[rid] += 1
+        self.route_bytes[rid] += b
+        if self.route_count[rid] >= self.route_next[rid]:
+            self._sample(rid, b)
+        cell = self.per_second.get(t)
+        if cell is None:
+            self.per_second[t] = [1, b]
+        else:
+            cell[0] += 1
+            cell[1] += b
+        if self.t_min is None or t < self.t_min:
+            self.t_min = t
+        if self.t_max is None or t > self.t_max:
+            self.t_max = t
+        cid = self._icache.get(identity)
+        if cid is None:
+            cid = self._icache[identity] = self._client_id(identity)
+        self._visit_step(cid, identity, t, b, self.route_persona[rid])
+        if self._next_sweep is None:
+            self._next_sweep = t + 60
+        elif t >= self._next_sweep:
+            self._sweep(t)
+
+    def _visit_step(self, cid: bytes, identity: str, t: int, b: int, pm: int) -> None:
+        v = self.visits.get(cid)
+        if v is None or t - v[1] > self.timeout_s:
+            self.visits[cid] = [t, t, 1, b, pm, identity]
+            if v is not None:
+                self._close_visit(v)
+                return
+            self._wheel.setdefault((t + self.timeout_s) // 60 + 1, []).append(cid)
+            return
+        gap = t - v[1]
+        th = self.visit_summary.think_hist
+        if gap > 0:
+            v[1] = t
+            th[gap] = th.get(gap, 0) + 1
+        elif gap == 0:
+            self.visit_summary.bursty_gaps += 1
+        v[2] += 1
+        v[3] += b
+        v[4] |= pm
+
+    # -- the hot loop -----------------------------------------------------------------------------
+    def feed_file(self, path: str, fmt: str = "auto", *, fast: bool = True) -> FileStats:
+        """Parse one file; returns its counts. `fast=False` forces the strict path (tests compare both)."""
+        if fmt == "auto":
+            fmt, _ = sniff(path)
+        elif fmt not in FORMATS:
+            raise LogFormatError(f"--format: unknown format {fmt!r} (expected common, combined or auto)")
+        else:
+            sniff(path)  # still refuse binary / empty files
+        fstats = FileStats(path=path, format=fmt)
+        self.files.append(fstats)
+        text, fraction = open_log(path)
+        nparts = 7 if fmt == "combined" and fast else (3 if fast else -1)
+        combined = fmt == "combined"
+        tcache, rcache, icache = self._tcache, self._rcache, self._icache
+        visits, wheel = self.visits, self._wheel
+        statuses = STATUSES
+        route_count, route_bytes, route_next = self.route_count, self.route_bytes, self.route_next
+        route_errors, route_persona = self.route_errors, self.route_persona
+        per_second = self.per_second
+        think = self.visit_summary.think_hist
+        timeout = self.timeout_s
+        route_id, client_id, sample, slow = self._route_id, self._client_id, self._sample, self._slow
+        close_visit, prefix_ok = self._close_visit, _PREFIX.match
+        cur_t = -1  # the second being accumulated in cur_req / cur_b (flushed when the second changes)
+        cur_req = cur_b = 0
+        bursty = 0
+        t_min, t_max = self.t_min, self.t_max
+        next_sweep = self._next_sweep if self._next_sweep is not None else -1
+        lineno = parsed = 0
+        progress = self.progress
+        last_report = started = time.monotonic()
+        readlines = text.readlines
+        batch: list[str] = []
+
+        def where(line: str) -> int:  # line number of a slow-path line, computed only when needed
+            return lineno + next(i for i, x in enumerate(batch) if x is line) + 1
+
+        try:
+            while True:
+                lineno += len(batch)
+                if progress:
+                    now = time.monotonic()
+                    if now - last_report >= 1.0:
+                        last_report = now
+                        progress(
+                            f"{os.path.basename(path)}: {lineno:,} lines, {fraction():.0%} read, "
+                            f"{lineno / (now - started):,.0f} lines/s"
+                        )
+                batch = readlines(1 << 20)
+                if not batch:
+                    break
+                for line in batch:
+                    p = line.split('"')
+                    if len(p) == nparts:
+                        h = p[0]
+                        ts = h[-29:]  # '[01/Aug/1995:00:00:01 -0400] '
+                        t = tcache.get(ts)  # a hit is a valid time; a miss is validated once here
+                        if t is None and ts[:1] == "[" and ts[-2:] == "] ":
+                            t = parse_clf_time(ts[1:-2])
+                            if t is not None:
+                                if len(tcache) > 400_000:
+                                    tcache.clear()
+                                tcache[ts] = t
+                        if t is not None:
+                            sb = p[2].split()
+                            if len(sb) == 2:
+                                st, bs = sb
+                                if bs.isdigit():
+                                    b = int(bs)
+                                elif bs == "-":
+                                    b = 0
+                                else:
+                                    b = -1
+                                if b >= 0 and st in statuses:
+                                    identity = h[:-29] + p[5] if combined else h[:-29]
+                                    cid = icache.get(identity)
+                                    if cid is None and prefix_ok(h[:-29]):
+                                        cid = icache[identity] = client_id(identity)
+                                    if cid is not None:
+                                        # -- the line is valid: record it
+                                        parsed += 1
+                                        rid = rcache.get(p[1])
+                                        if rid is None:
+                                            rid = route_id(p[1])
+                                        if st >= "400":
+                                            route_errors[rid] += 1
+                                        n = route_count[rid] + 1
+                                        route_count[rid] = n
+                                        route_bytes[rid] += b
+                                        if n >= route_next[rid]:
+                                            sample(rid, b)
+                                        if t == cur_t:
+                                            cur_req += 1
+                                            cur_b += b
+                                        else:
+                                            if cur_t >= 0:
+                                                cell = per_second.get(cur_t)
+                                                if cell is None:
+                                                    per_second[cur_t] = [cur_req, cur_b]
+                                                else:
+                                                    cell[0] += cur_req
+                                                    cell[1] += cur_b
+                                            cur_t, cur_req, cur_b = t, 1, b
+                                            if t_min is None or t < t_min:
+                                                t_min = t
+                                            if t_max is None or t > t_max:
+                                                t_max = t
+                                            if t >= next_sweep:
+                                                if next_sweep >= 0:
+                                                    self._sweep(t)
+                                                next_sweep = t + 60
+                                        v = visits.get(cid)
+                                        if v is None:
+                                            visits[cid] = [t, t, 1, b, route_persona[rid], identity]
+                                            wslot = (t + timeout) // 60 + 1
+                                            wl = wheel.get(wslot)
+                                            if wl is None:
+                                                wheel[wslot] = [cid]
+                                            else:
+                                                wl.append(cid)
+                                        else:
+                                            gap = t - v[1]
+                                            if gap > timeout:
+                                                visits[cid] = [t, t, 1, b, route_persona[rid], identity]
+                                                close_visit(v)
+                                            else:
+                                                if gap > 0:
+                                                    v[1] = t
+                                                    think[gap] = think.get(gap, 0) + 1
+                                                elif gap == 0:
+                                                    bursty += 1
+                                                v[2] += 1
+                                                v[3] += b
+                                                v[4] |= route_persona[rid]
+                                        continue
+                    # slow path: hand the pending second over so _record sees consistent state
+                    if cur_t >= 0:
+                        cell = per_second.get(cur_t)
+                        if cell is None:
+                            per_second[cur_t] = [cur_req, cur_b]
+                        else:
+                            cell[0] += cur_req
+                            cell[1] += cur_b
+                    cur_t, cur_req, cur_b = -1, 0, 0
+                    self.t_min, self.t_max = t_min, t_max
+                    self._next_sweep = next_sweep if next_sweep >= 0 else None
+                    if slow(line, fmt, fstats, lambda line=line: where(line)) and line.strip():
+                        parsed += 1
+                    t_min, t_max = self.t_min, self.t_max
+                    next_sweep = self._next_sweep if self._next_sweep is not None else -1
+        finally:
+            text.close()
+            if cur_t >= 0:
+                cell = per_second.get(cur_t)
+                if cell is None:
+                    per_second[cur_t] = [cur_req, cur_b]
+                else:
+                    cell[0] += cur_req
+                    cell[1] += cur_b
+            self.visit_summary.bursty_gaps += bursty
+            self.t_min, self.t_max = t_min, t_max
+            self._next_sweep = next_sweep if next_sweep >= 0 else None
+        fstats.lines = lineno
+        fstats.parsed = parsed
+        self.lines += lineno
+        self.parsed += parsed
+        self.malformed += fstats.malformed
+        return fstats
+
+    @property
+    def requests(self) -> int:
+        return sum(self.route_count)
+
+    @property
+    def bytes_down(self) -> int:
+        return sum(self.route_bytes)
+
+
+def ingest(paths: Iterable[str], fmt: str = "auto", **kwargs) -> Ingest:
+    """Parse several files in order of their first timestamp (so visits spanning files stay whole)."""
+    paths = list(paths)
+    order = []
+    for i, path in enumerate(paths):
+        detected, first_t = sniff(path)
+        order.append((first_t if first_t is not None else float("inf"), i, path))
+    state = Ingest(**kwargs)
+    for _first, _i, path in sorted(order):
+        state.feed_file(path, fmt)
+    state.close_all()
+    if state.parsed == 0:
+        shown = "; ".join(state.malformed_examples[:1])
+        raise LogFormatError(
+            f"{', '.join(paths)}: no line parsed as {fmt if fmt != 'auto' else 'common/combined'} log format "
+            f"({state.malformed} malformed lines{'; first: ' + shown if shown else ''})"
+        )
+    return state
