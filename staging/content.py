@@ -77,6 +77,8 @@ WORDS = [
 VARIANTS = 8
 MAX_PAGE = 12  # pages past this are empty: a folder has an end
 BLOCK = 1 << 18
+CACHE_ENTRIES = 8192  # rendered bodies kept per process ...
+CACHE_BYTES = 48 << 20  # ... and their total size
 
 
 def dumps(obj) -> bytes:
@@ -96,6 +98,7 @@ class Content:
         self.corpus = " ".join(words)
         self.block = random.Random(seed + 1).randbytes(BLOCK)
         self._cache: dict = {}
+        self._cache_bytes = 0
 
     def text(self, n: int, key: str | int) -> str:
         """Exactly n ASCII characters of plausible text, chosen by `key`."""
@@ -122,9 +125,12 @@ class Content:
     def cached(self, key, build) -> bytes:
         body = self._cache.get(key)
         if body is None:
-            if len(self._cache) > 4096:
-                self._cache.clear()
-            body = self._cache[key] = build()
+            body = build()
+            if len(self._cache) >= CACHE_ENTRIES or self._cache_bytes + len(body) > CACHE_BYTES:
+                self._cache.clear()  # cheap and bounded: hot entries come back at once
+                self._cache_bytes = 0
+            self._cache[key] = body
+            self._cache_bytes += len(body)
         return body
 
     def chunks(self, n: int):

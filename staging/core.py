@@ -13,12 +13,13 @@ import hmac
 import ipaddress
 import os
 import random
+import re
 import socket
 import struct
 import sys
 import time
 import traceback
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -41,6 +42,9 @@ ERR_QUOTA = b'{"error":"quota"}'
 ERR_MULTIPART = b'{"error":"multipart"}'
 ERR_TOO_LARGE = b'{"error":"too_large"}'
 ERR_BAD_REQUEST = b'{"error":"bad_request"}'
+
+
+_STATUS_KEYS = ("status_2xx", "status_2xx", "status_2xx", "status_3xx", "status_4xx", "status_5xx")
 
 
 class HTTPError(Exception):
@@ -92,12 +96,23 @@ class AccessLog:
             self.fd = None
 
 
+_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
+_quoted: dict[bytes, str] = {}
+
+
+def _escape(s: str) -> str:
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
+
+
 def _quote(value: bytes | None) -> str:
+    """A header value as a log field; few distinct values (user agents, referers), so cached."""
     if not value:
         return "-"
-    s = value.decode("latin-1")
-    if '"' in s or "\\" in s or any(ord(c) < 32 for c in s):
-        s = "".join(c if c not in '"\\' and ord(c) >= 32 else f"\\x{ord(c):02x}" for c in s)
+    s = _quoted.get(value)
+    if s is None:
+        if len(_quoted) > 2048:
+            _quoted.clear()
+        s = _quoted[value] = _escape(value.decode("latin-1"))
     return s
 
 
@@ -113,8 +128,16 @@ class Request:
 
     def query(self, name: str, default: str = "") -> str:
         if self.query_cache is None:
-            qs = self.scope.get("query_string") or b""
-            self.query_cache = {k: v[0] for k, v in parse_qs(qs.decode("latin-1")).items()} if qs else {}
+            qs = self.scope.get("query_string")
+            self.query_cache = q = {}
+            if qs:
+                for part in qs.decode("latin-1").split("&"):
+                    k, _, v = part.partition("=")
+                    if "%" in v or "+" in v:
+                        v = unquote_plus(v)
+                    if "%" in k or "+" in k:
+                        k = unquote_plus(k)
+                    q.setdefault(k, v)
         return self.query_cache.get(name, default)
 
     def int_query(self, name: str, default: int = 0, lo: int = 0, hi: int = 1_000_000) -> int:
@@ -316,6 +339,7 @@ class App:
         self.exact: dict[tuple[str, str], Route] = {}
         self.patterns: dict[tuple[str, int], list[tuple[tuple, Route]]] = {}
         self.session_cache: dict[bytes, tuple] = {}
+        self.route_cache: dict[tuple[str, str], tuple] = {}
 
     # -- routing ---------------------------------------------------------------------------------------
     def add(self, method: str, pattern: str, handler, auth: bool = True, html: bool = False, csrf: bool = True):
@@ -327,6 +351,15 @@ class App:
             self.patterns.setdefault((method, len(segs)), []).append((segs, route))
 
     def resolve(self, method: str, path: str):
+        key = (method, path)
+        hit = self.route_cache.get(key)
+        if hit is None:
+            if len(self.route_cache) > 16384:
+                self.route_cache.clear()
+            hit = self.route_cache[key] = self._resolve(method, path)
+        return hit
+
+    def _resolve(self, method: str, path: str):
         route = self.exact.get((method, path))
         if route is not None:
             return route, ()
@@ -437,7 +470,7 @@ class App:
         c = self.ctx.counters
         c["requests"] += 1
         c["bytes_out"] += size
-        c[("status_2xx", "status_2xx", "status_2xx", "status_3xx", "status_4xx", "status_5xx")[min(5, status // 100)]] += 1
+        c[_STATUS_KEYS[status // 100]] += 1
         self._log(scope, headers, status, size, now)
 
     def _log(self, scope, headers, status, size, now) -> None:
@@ -450,7 +483,7 @@ class App:
         if qs:
             target += "?" + qs.decode("latin-1")
         if '"' in target or "\\" in target:
-            target = _quote(target.encode("latin-1"))
+            target = _escape(target)
         log.write(
             f'{client[0] if client else "-"} - - [{log.stamp(now)}] "{scope["method"]} {target} '
             f'HTTP/{scope.get("http_version", "1.1")}" {status} {size if size else "-"} '

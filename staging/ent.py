@@ -32,6 +32,7 @@ DATE = "2026-03-16T08:{:02d}:{:02d}.000Z"
 EXPIRE = "Thu, 01 Jan 1970 00:00:00 GMT"
 TIMELINE_TYPES = ("MESSAGERIE", "BLOG", "SCHOOLBOOK", "RACK", "COLLABORATIVEWALL", "HOMEWORKS", "NEWS")
 FOLDERS = ("INBOX", "OUTBOX", "DRAFT", "TRASH")
+MAX_BODY_KEPT = 2000  # characters of a draft / sent message kept in memory (the rest is counted, not stored)
 
 
 def ok(body: bytes, status: int = 200):
@@ -424,7 +425,7 @@ class EntApp(App):
         else:
             mid = self._new_id("m")
             m = {"id": mid, "owner": req.user, "attachments": []}
-        m.update({"subject": str(data.get("subject", ""))[:512], "body": str(data.get("body", ""))[:20000],
+        m.update({"subject": str(data.get("subject", ""))[:512], "body": str(data.get("body", ""))[:MAX_BODY_KEPT],
                   "to": [str(x) for x in data.get("to", []) or []][:100], "state": "DRAFT"})
         self.messages.put(mid, m)
         return ok(dumps({"id": mid}))
@@ -440,7 +441,7 @@ class EntApp(App):
         d = self.ctx.directory
         undelivered = [x for x in to + cc if d.parse(x) is None and not x.startswith("class-")]
         m.update({"subject": str(data.get("subject", m.get("subject", "")))[:512],
-                  "body": str(data.get("body", m.get("body", "")))[:20000], "to": to, "state": "SENT"})
+                  "body": str(data.get("body", m.get("body", "")))[:MAX_BODY_KEPT], "to": to, "state": "SENT"})
         self.messages.put(mid, m)
         return ok(dumps({"id": mid, "thread_id": mid, "sent": len(to) + len(cc) - len(undelivered),
                          "inactive": [], "undelivered": undelivered}))

@@ -143,7 +143,7 @@ def test_admin_refuses_bad_settings(faulty):
 
 def test_session_quota_and_upload_quota(staging_factory, tmp_path):
     cfg = tmp_path / "small.yaml"
-    cfg.write_text("session_quota: 2\nupload_quota_mib: 1\n")
+    cfg.write_text("session_quota: 2\nupload_quota_mib: 1\nlimits:\n  drafts: 20\n")
     st = staging_factory("--config", str(cfg))
     a = login(st.url, "student.1")
     login(st.url, "student.2")
@@ -168,6 +168,12 @@ def test_session_quota_and_upload_quota(staging_factory, tmp_path):
     # casier: the deposit counts against each recipient; one over quota is a failure, not an error
     r = a.post(f"{st.url}/rack", files={"file": ("d.bin", b"x" * chunk)}, data={"users": "s-1,t-0"}, timeout=10)
     assert r.json() == {"success": 1, "failure": 1}
+    # the draft store is bounded: past `limits.drafts` the oldest draft is forgotten (memory stays flat)
+    first = a.post(f"{st.url}/conversation/draft", json={"subject": "kept?"}, timeout=10).json()["id"]
+    assert a.get(f"{st.url}/conversation/message/{first}", timeout=10).json()["subject"] == "kept?"
+    for _ in range(20):
+        a.post(f"{st.url}/conversation/draft", json={"subject": "newer"}, timeout=10).raise_for_status()
+    assert a.get(f"{st.url}/conversation/message/{first}", timeout=10).json()["subject"] != "kept?"
     # logout frees a live session; the quota can also change at run time
     a.get(f"{st.url}/auth/logout", timeout=10)
     assert "too many users" not in requests.get(f"{st.url}/auth/login", timeout=10).text
