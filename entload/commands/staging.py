@@ -96,7 +96,14 @@ def run(args) -> int:
     if args.export_accounts:
         return _export(args, settings)
 
+    import sys
+
+    from entload.hostsafety import is_loopback_host
     from staging.server import BindError, serve
+
+    if not is_loopback_host(args.host):
+        print(f"warning: --allow-non-loopback: listening on {args.host}, reachable from other machines; "
+              "only test accounts exist, but this server is not hardened", file=sys.stderr)
 
     eport = args.enseigno_port or (args.port + 1 if args.port else 0)
     if eport > 65535:
