@@ -58,9 +58,11 @@ def overflow_probability(mean_bps, var_bits2, timescale_s, capacity_bps):
 def grow_visits(mean_bps, capacity_bps, g):
     """Visits x g with independent visits (mean and variance both scale by g):
     C' = g mu + sqrt(g) (C - mu)."""
-    if g < 0:
+    g = np.asarray(g, dtype=float)
+    if np.any(g < 0):
         raise ValueError("growth factor must be >= 0")
-    return g * mean_bps + math.sqrt(g) * (capacity_bps - mean_bps)
+    out = g * mean_bps + np.sqrt(g) * (capacity_bps - mean_bps)
+    return float(out) if out.ndim == 0 else out
 
 
 def grow_bytes_per_visit(capacity_bps, k):

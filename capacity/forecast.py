@@ -53,18 +53,20 @@ def calendar_features(dates: np.ndarray, zone: str = "C") -> tuple[np.ndarray, l
     public = pyholidays.France(years=years)
     notes = []
     shifted_years = set()
+    first, last = min(cal.data), max(cal.data)
     x = np.zeros((len(pydates), len(CALENDAR_EFFECTS)))
     for i, d in enumerate(pydates):
         wd = d.weekday()
         x[i, 0] = wd == 5
         x[i, 1] = wd == 6
         look = d
-        if d.year > cal.max_year or d.year < cal.min_year:
-            years_off = d.year - cal.max_year if d.year > cal.max_year else d.year - cal.min_year
-            shift = 7 * round(365.2425 * years_off / 7)
-            look = d - dt.timedelta(days=shift)
-            if not (cal.min_year <= look.year <= cal.max_year):
-                look = look + dt.timedelta(days=-364 if d.year > cal.max_year else 364)
+        if d > last or d < first:
+            years_off = math.ceil((d - last).days / 365.2425) if d > last else -math.ceil((first - d).days / 365.2425)
+            look = d - dt.timedelta(days=7 * round(365.2425 * years_off / 7))
+            while look > last:
+                look -= dt.timedelta(days=364)
+            while look < first:
+                look += dt.timedelta(days=364)
             shifted_years.add(d.year)
         row = cal.data.get(look)
         if row is not None and row[key]:
@@ -76,7 +78,7 @@ def calendar_features(dates: np.ndarray, zone: str = "C") -> tuple[np.ndarray, l
     if shifted_years:
         notes.append(
             f"school holidays for {min(shifted_years)}-{max(shifted_years)} are not in vacances-scolaires-france "
-            f"(it ends in {cal.max_year}); the last known years' dates are reused, shifted by whole weeks"
+            f"(it ends on {last}); the nearest known year's dates are reused, shifted by whole weeks"
         )
     return x, notes
 
@@ -191,11 +193,13 @@ def fit_forecast(dates: np.ndarray, visits: np.ndarray, horizon_days: int = 3 * 
             starts.append((np.r_[a, a * ols[1], beta0], None))
         else:
             level_end = math.exp(ols[0] + ols[1] * t[-1])
-            for kfac, t0 in ((1.5, t[-1]), (3.0, t[-1] + span), (1.1, t[-1] / 2)):
+            # Bounds keep the fit where the data can speak: K up to 20x today's level and the
+            # inflection within 10 years (beyond that the logistic is the exponential, already a candidate).
+            lo = np.r_[level_end * 0.5, 1e-3, -5.0, np.full(len(beta0), -np.inf)]
+            hi = np.r_[level_end * 20, 20.0, t[-1] + 10, np.full(len(beta0), np.inf)]
+            for kfac, t0 in ((1.5, t[-1]), (4.0, t[-1] + span)):
                 r0 = max(abs(ols[1]) * kfac / max(kfac - 1, 0.1), 0.05)
-                lo = np.r_[level_end * 0.5, 1e-3, -50.0, np.full(len(beta0), -np.inf)]
-                hi = np.r_[level_end * 1e3, 50.0, 100.0, np.full(len(beta0), np.inf)]
-                p0 = np.r_[level_end * kfac, min(r0, 40.0), t0, beta0]
+                p0 = np.r_[level_end * kfac, min(r0, 15.0), t0, beta0]
                 starts.append((p0, (lo, hi)))
         best = None
         for p0, bounds in starts:
@@ -206,7 +210,7 @@ def fit_forecast(dates: np.ndarray, visits: np.ndarray, horizon_days: int = 3 * 
                         popt, pcov = optimize.curve_fit(f, t, y, p0=p0, maxfev=20000)
                     else:
                         p0 = np.clip(p0, bounds[0] + 1e-9, bounds[1] - 1e-9)
-                        popt, pcov = optimize.curve_fit(f, t, y, p0=p0, bounds=bounds, max_nfev=20000)
+                        popt, pcov = optimize.curve_fit(f, t, y, p0=p0, bounds=bounds, max_nfev=3000)
             except (RuntimeError, ValueError, optimize.OptimizeWarning):
                 continue
             rss = float(np.sum((y - f(t, *popt)) ** 2))

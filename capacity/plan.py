@@ -121,10 +121,10 @@ def make_plan(ref: Reference, settings: PlanSettings, forecast: Forecast | None 
         daily = {"dates": forecast.dates, "required": req, "required_hi": req_hi, "required_lo": req_lo,
                  "mean": mean, "p95_5min": p95, "p95_5min_hi": p95_hi,
                  "hist_dates": forecast.hist_dates, "hist_required": req_hist}
-        recent = forecast.hist_dates >= as_of - np.timedelta64(27, "D")
+        recent = forecast.hist_dates > as_of - np.timedelta64(365, "D")
         visits_now = float(np.max(forecast.hist_fit[recent]))
         out["visits_now"] = visits_now
-        out["visits_now_how"] = "busiest fitted day of the last 4 weeks of history"
+        out["visits_now_how"] = "busiest fitted day of the last year of history"
         out["required_now_bps"], out["mean_now_bps"], out["p95_5min_now_bps"] = (
             float(x) for x in ref.scaled(visits_now / ref.visits))
         out["peak_forecast_visits"] = float(np.max(forecast.median))
