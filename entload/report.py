@@ -74,7 +74,7 @@ def make_plots(folder: RunFolder) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
 
     ts = read_timeseries(folder.path / "timeseries.csv")
     plots_dir = folder.path / "plots"
@@ -82,9 +82,13 @@ def make_plots(folder: RunFolder) -> list[Path]:
     clock = ts.get("sim_clock_s", [])
     paths = []
 
+    span = (max(clock) - min(clock)) if clock else 0
+    tick = next((t for t in (300, 600, 1200, 1800, 3600, 7200) if span / t <= 12), 10800)
+
     def finish(fig, ax, name, ylabel):
         ax.set_xlabel("simulated time of day")
         ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MultipleLocator(tick))
         ax.xaxis.set_major_formatter(FuncFormatter(_clock_label))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -125,6 +129,15 @@ def make_plots(folder: RunFolder) -> list[Path]:
     if "bytes_down" in ts:
         ax.plot(clock, [v * 8 / 1e6 for v in ts["bytes_down"]], lw=0.8, label="down (server → clients)")
         ax.plot(clock, [v * 8 / 1e6 for v in ts["bytes_up"]], lw=0.8, label="up (clients → server)")
+    try:
+        m = folder.manifest()
+        factor = 1.0 / (float(m.get("compression") or 1) * float(m.get("scale") or 1))
+    except Exception:
+        factor = None
+    if factor:
+        # with compression k and scale s, the run moves k·s times the real day's bytes per second
+        sec = ax.secondary_yaxis("right", functions=(lambda y, f=factor: y * f, lambda y, f=factor: y / f))
+        sec.set_ylabel("real day, scale 1 (Mbit/s)")
     ax.set_title("Bandwidth during the run (Mbit/s per wall second)")
     finish(fig, ax, "bandwidth.png", "Mbit/s")
 

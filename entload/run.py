@@ -51,6 +51,7 @@ class RunOptions:
     run_id: str = ""
     out: Path = Path("results")
     staging_config: Path | None = None
+    staging_workers: int = 1
     seed: int | None = None
     metrics_port: int = 0
     metrics_bind: str | None = None
@@ -176,8 +177,8 @@ def export_accounts(path: Path, config: Path | None, seed: int | None) -> None:
 class EmbeddedStaging:
     """`entload staging` on free loopback ports, for the length of a run."""
 
-    def __init__(self, run_dir: Path, tmp: Path, config: Path | None, seed: int | None):
-        self.run_dir, self.tmp, self.config, self.seed = run_dir, tmp, config, seed
+    def __init__(self, run_dir: Path, tmp: Path, config: Path | None, seed: int | None, workers: int = 1):
+        self.run_dir, self.tmp, self.config, self.seed, self.workers = run_dir, tmp, config, seed, workers
         self.port, self.eport = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.enseigno_url = f"http://127.0.0.1:{self.eport}"
@@ -192,7 +193,8 @@ class EmbeddedStaging:
         export_accounts(self.accounts, self.config, self.seed)
         base = [sys.executable, "-m", "entload", "staging"]
         args = base + ["--host", "127.0.0.1", "--port", str(self.port), "--enseigno-port", str(self.eport),
-                       "--access-log", str(self.run_dir / "staging-access.log")] + self._common()  # fmt: skip
+                       "--access-log", str(self.run_dir / "staging-access.log"),
+                       "--workers", str(self.workers)] + self._common()  # fmt: skip
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)  # fmt: skip
@@ -311,10 +313,11 @@ class LocustProcesses:
         return rc
 
     def log_tail(self, lines: int = 1) -> str:
+        """The last error line Locust logged (the scenarios print `locust: error: ...` for a user error)."""
         path = self.commands[0][1]
         text = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
-        useful = [t for t in text if "Error" in t or "error" in t] or text
-        return " | ".join(useful[-lines:])
+        useful = [t for t in text if "error" in t.lower() and "exit code" not in t.lower()] or text
+        return " | ".join(t.strip() for t in useful[-lines:])
 
 
 # -- progress ------------------------------------------------------------------------------------------------
@@ -438,7 +441,8 @@ def execute(opts: RunOptions, out=None) -> int:
         host=opts.host, enseigno_host=opts.enseigno_host, embedded_staging=embedded,
         compression=opts.compression, day_in_s=opts.day_in_s,
         window={"from_s": opts.from_s, "to_s": opts.to_s}, scale=opts.scale, day_type=opts.day_type,
-        seed=opts.seed, workers=opts.workers, expected_duration_s=round(opts.expected_wall_s, 3),
+        seed=opts.seed, workers=opts.workers, staging_workers=opts.staging_workers if embedded else None,
+        expected_duration_s=round(opts.expected_wall_s, 3),
     )  # fmt: skip
     folder.write_manifest(manifest)
     tmp = Path(tempfile.mkdtemp(prefix="entload-run-"))
@@ -463,7 +467,7 @@ def execute(opts: RunOptions, out=None) -> int:
             host, enseigno_host, accounts = opts.host, opts.enseigno_host, opts.accounts
             if embedded:
                 print(f"starting the embedded staging ENT (log: {run_dir / 'staging.log'})", file=out)
-                staging = EmbeddedStaging(run_dir, tmp, opts.staging_config, opts.seed)
+                staging = EmbeddedStaging(run_dir, tmp, opts.staging_config, opts.seed, opts.staging_workers)
                 staging.start()
                 host, enseigno_host, accounts = staging.url, staging.enseigno_url, staging.accounts
                 folder.update_manifest(host=host, enseigno_host=enseigno_host)
@@ -511,6 +515,12 @@ def execute(opts: RunOptions, out=None) -> int:
         end_reason = "interrupted"
     elif rc not in (0, None) or locust is None:
         end_reason = f"locust exited with {rc}" if locust is not None else "did not start"
+    if rc == 2 and not interrupted and locust is not None and not folder.summary_path.exists():
+        # a user error the scenarios caught before anything ran (accounts file, option...): one line, exit 2,
+        # and no half-empty run folder left behind
+        message = locust.log_tail().removeprefix("locust: error: ")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise InputError(message)
     return finish_folder(folder, interrupted, end_reason, rc, locust, out)
 
 

@@ -156,3 +156,44 @@ def test_bad_workload_is_refused_before_anything_starts(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and str(bad) in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_real_scenarios_against_the_embedded_staging_ent(tmp_path):
+    """The real thing, short: the scenarios' school day (08:00-08:20 in 15 s) against `entload staging`
+    started by `entload run` itself; the folder is complete and agrees with Locust's CSV."""
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "entload", "run", "--day-in", "15s", "--from", "08:00", "--to",
+                           "08:20", "--scale", "0.02", "--seed", "4", "--out", str(out), "--run-id", "real",
+                           "--no-progress"], cwd=tmp_path, capture_output=True, text=True, timeout=110)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run = out / "real"
+    summary = check_folder(run, complete=True)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["embedded_staging"] is True and manifest["compression"] == 80
+    assert manifest["workload_digest"] and manifest["window"] == {"from_s": 28800.0, "to_s": 30000.0}
+    totals = locust_csv_totals(run / "locust_stats.csv")
+    assert summary["requests"] == totals[" Aggregated"][0] > 0
+    assert {"student", "teacher", "parent"} <= set(summary["personas"])
+    assert summary["arrivals"]["achieved"] > 0 and summary["arrivals"]["target"] > 0
+    assert (run / "staging-access.log").stat().st_size > 0
+    # the simulated clock of the rows covers the window
+    with open(run / "timeseries.csv", newline="") as f:
+        clocks = [float(r["sim_clock_s"]) for r in csv.DictReader(f)]
+    assert clocks[0] == 28800.0 and max(clocks) >= 30000.0
+    # no credential of the exported accounts reaches the folder (the export stays in a private temp dir)
+    assert not list(run.rglob("accounts*"))
+
+
+def test_input_error_caught_inside_locust_is_one_line_exit_2(tmp_path):
+    """The scenarios refuse a malformed accounts file inside Locust: `entload run` passes it on as one line,
+    exit 2, and leaves no empty run folder."""
+    bad = tmp_path / "accounts.csv"
+    bad.write_text("foo;bar\n")
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.run([sys.executable, "-m", "entload", "run", "--host", dead, "--enseigno-host", dead,
+                           "--accounts", str(bad), "--day-in", "10s", "--from", "08:00", "--to", "08:10",
+                           "--out", str(tmp_path / "out"), "--run-id", "bad", "--no-progress"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and str(bad) in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "bad").exists()

@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--run-id", metavar="ID", help="name of the run folder (default: UTC time + random suffix)")
     a("--out", metavar="DIR", default="results", help="parent folder of run folders (default results/)")
     a("--staging-config", metavar="FILE", help="config YAML for the embedded staging ENT (faults, sizes...)")
+    a("--staging-workers", metavar="N", default="1", help="server processes of the embedded staging ENT "
+      "(default 1)")
     a("--seed", metavar="N", help="random seed: same seed, same arrivals and journeys")
     a("--accounts", metavar="CSV", help="login,password,persona CSV for --host (default: the embedded ENT's seeded accounts, "
       "which match an `entload staging` started with the same --seed)")
@@ -94,6 +96,7 @@ def build_options(args):
     if not opts.scale > 0 or opts.scale > 1000:
         raise UsageError(f"--scale: expected a positive number up to 1000, got {scale!r}")
     opts.workers = _int(args.workers, "--workers", 0, 64)
+    opts.staging_workers = _int(args.staging_workers, "--staging-workers", 1, 64)
     seed = args.seed if args.seed is not None else conf.get("seed")
     opts.seed = _int(seed, "--seed", 0) if seed is not None else None
     opts.metrics_port = _int(args.metrics_port, "--metrics-port", 0, 65535)
