@@ -93,6 +93,22 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and its descendants, MiB (VmRSS; shared pages counted per process)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(k) for k in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total / 1024
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -232,6 +248,7 @@ def main(argv=None) -> int:
                     results.setdefault(name, []).append(res)
                     print(f"  round {r + 1}: {name}: {res['rps']:,.0f} req/s wall, {res['per_core']:,.0f} req/s per "
                           f"core ({res['cpu']:.2f} CPU s)", file=sys.stderr, flush=True)
+            rss = {name: tree_rss_mib(pid) for name, _, _, pid in targets}
         finally:
             for p in (hello, ent_log, ent_nolog):
                 stop(p)
@@ -242,12 +259,12 @@ def main(argv=None) -> int:
     bare = med(targets[0][0], "per_core")
     print(f"\nwrk -t1 -c{args.connections} -d{args.duration:g}s on 127.0.0.1, {args.rounds} round(s), median; "
           f"{os.cpu_count()} CPUs; uvicorn + httptools + uvloop, 1 server process each\n")
-    print("| target | requests/s (wall) | server CPU s | requests/s per core | ratio to bare | non-2xx/3xx |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| target | requests/s (wall) | server CPU s | requests/s per core | ratio to bare | non-2xx/3xx | RSS MiB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, *_ in targets:
         pc = med(name, "per_core")
         print(f"| {name} | {med(name, 'rps'):,.0f} | {med(name, 'cpu'):.2f} | {pc:,.0f} | {pc / bare:.2f} | "
-              f"{sum(x['non_2xx_3xx'] + x['socket_errors'] for x in results[name])} |")
+              f"{sum(x['non_2xx_3xx'] + x['socket_errors'] for x in results[name])} | {rss[name]:.0f} |")
     mix = med(targets[1][0], "per_core")
     verdict = "meets" if mix >= 9000 else "MISSES"
     print(f"\nstaging ENT with its access log: {mix:,.0f} requests/s per core: {verdict} the issue's bar of 9,000 "
