@@ -164,6 +164,8 @@ class Scheduler:
         """Totals and per-bucket counts of this process (JSON-friendly)."""
         buckets = sorted(set(self.scheduled) | set(self.started) | set(self.dropped))
         return {
+            "t0": self.t0,
+            "from_s": self.plan.from_s,
             "share": [self.share_index, self.share_count],
             "compression": self.plan.k,
             "expected": self.expected_sent,

@@ -120,11 +120,17 @@ def parse_clf_time(text: str) -> int | None:
 
 
 _SEGMENT_CACHE: dict[str, str] = {}
+#: path segments known to be literal route words even though they hold digits (`oauth2`): taken from the
+#: workload's route map by `entload profile`, so `/auth/oauth2/userinfo` stays a route, not `/auth/:id/...`
+STATIC_SEGMENTS: set[str] = {"oauth2", "v1", "v2", "v3", "api2", "html5", "ie11", "mp3", "mp4", "h264", "utf8"}
+_WORD_NUMBER = re.compile(r"^[A-Za-z]{1,16}[-_.]?\d+$")
 
 
 def _classify_segment(seg: str) -> str:
     """`:id`, `:email`, `:user` or the segment itself; called once per segment the cache has not seen."""
     n = len(seg)
+    if seg in STATIC_SEGMENTS:
+        return seg
     if n == 36 and seg[8] == "-" and seg[13] == "-" and seg[18] == "-" and seg[23] == "-":
         return ":id"  # uuid shape: an id whether or not every character is hex
     if "@" in seg or "%40" in seg:
@@ -134,6 +140,8 @@ def _classify_segment(seg: str) -> str:
     if seg[0].isdigit() and _NUMERIC.match(seg):
         return ":id"
     if n >= 8 and _HEX.match(seg) and any(c.isdigit() for c in seg):
+        return ":id"
+    if _WORD_NUMBER.match(seg):  # s-42, class-3, student.0, user12: a word and a number name one thing
         return ":id"
     if n > 64 or (
         n >= 16 and _TOKENISH.match(seg) and any(c.isdigit() for c in seg) and any(c.isalpha() for c in seg)

@@ -181,10 +181,11 @@ def _on_init(environment, runner=None, **_kw):
     RUNTIME.open_model = isinstance(environment.shape_class, EntDayShape)
     if RUNTIME.open_model:
         weights = RUNTIME.plan.peak_pool()
-        for cls in environment.user_classes:
-            persona = getattr(cls, "persona", None)
-            if persona:
-                cls.weight = weights.get(persona, 1)
+        keep = [c for c in environment.user_classes if getattr(c, "persona", None) in weights]
+        if keep:  # personas without visits in this day type get no users
+            environment.user_classes[:] = keep
+        for cls in keep:
+            cls.weight = weights[cls.persona]
 
 
 @events.test_start.add_listener
@@ -199,8 +200,7 @@ def _on_test_start(environment, **_kw):
         if environment.runner is not None:
             environment.runner.quit()
         return
-    if not isinstance(environment.runner, WorkerRunner):
-        RUNTIME.open_model = isinstance(environment.shape_class, EntDayShape)
+    RUNTIME.open_model = isinstance(environment.shape_class, EntDayShape)
 
 
 @events.test_stop.add_listener
