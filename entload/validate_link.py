@@ -71,7 +71,16 @@ PAGE_PATH = "/welcome"  # the portal page shell: tens of KB (staging sizes.porta
 
 
 def _run(cmd: list[str], check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
+    """Run a command; a failure becomes a one-line RuntimeError naming it and its stderr."""
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        if not check:
+            return subprocess.CompletedProcess(cmd, 1, "", str(exc))
+        raise RuntimeError(f"`{' '.join(cmd)}` failed: {exc}") from None
+    if check and res.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {res.returncode}): {res.stderr.strip()[-300:]}")
+    return res
 
 
 def _pid_alive(pid: int) -> bool:
@@ -162,6 +171,16 @@ class Netns:
         except ValueError:
             pass
         return {}
+
+    def sample_backlog(self, stop: threading.Event, period_s: float = 0.05) -> list[tuple[float, int, int]]:
+        """(monotonic time, backlog bytes, drops) of the tbf queue until `stop` is set (run in a thread)."""
+        out: list[tuple[float, int, int]] = []
+        while not stop.is_set():
+            q = self.qdisc_stats()
+            if q:
+                out.append((time.monotonic(), int(q.get("backlog") or 0), int(q.get("drops") or 0)))
+            stop.wait(period_s)
+        return out
 
     def destroy(self) -> None:
         """Stop our processes, remove the qdisc, then the namespace; idempotent and safe from a handler."""
@@ -418,6 +437,7 @@ async def _generate(spec: dict, out: Path) -> None:
     payloads = {c["name"]: rng.randbytes(c["upload_bytes"]) for c in spec["classes"] if c["upload_bytes"]}
     client = EntClient(host, port, sessions, payloads, rng)
     t0 = time.monotonic()
+    _emit("clock", t0=t0)  # CLOCK_MONOTONIC is shared with the parent: it aligns its qdisc samples on it
     sampler = Sampler(t0)
     sampler_task = asyncio.create_task(sampler.run())
     records: list[dict] = []
@@ -475,7 +495,6 @@ async def _generate(spec: dict, out: Path) -> None:
             tasks: set[asyncio.Task] = set()
             measured_pending: set[asyncio.Task] = set()
             dropped = 0
-            counts = dict.fromkeys(names, 0)
             t_next = start + rng.expovariate(lam)
             last_progress = start
             while True:
@@ -487,11 +506,10 @@ async def _generate(spec: dict, out: Path) -> None:
                     if len(tasks) >= max_inflight:
                         dropped += 1
                     else:
-                        # stratified mix: the class furthest behind its share (Poisson times, but a short
-                        # step still carries the intended bytes instead of a lucky or unlucky draw of casiers)
-                        n_arr = sum(counts.values()) + 1
-                        cls = max(names, key=lambda n: (probs[names.index(n)] * n_arr - counts[n], -names.index(n)))
-                        counts[cls] += 1
+                        # i.i.d. classes: each class then arrives as its own Poisson process, as the
+                        # M/G/1-PS model assumes (a stratified, round-robin mix would make casiers nearly
+                        # periodic and flatter the model: tried, rejected)
+                        cls = rng.choices(names, probs)[0]
                         task = asyncio.create_task(one(cls, i, t_next, measured))
                         tasks.add(task)
                         if measured:
@@ -553,6 +571,7 @@ class Options:
     latency_s: float = 0.05
     burst_bytes: int | None = None  # default: 10 full packets
     seed: int = 1
+    congestion_control: str | None = None  # None: the kernel default the namespace inherits
     accounts: int = 24
     staging_config: Path | None = None
     staging_cmd: list[str] | None = None  # tests/dev only: another server speaking the same routes
@@ -676,6 +695,8 @@ def _collect(opts: Options, workdir: Path, private: Path) -> dict:
         try:
             ns.create()
             _say(f"link: namespace {ns.name}, lo mtu {MTU}, {raw['tbf']}")
+            if opts.congestion_control:  # per-namespace sysctl: the host's own setting is untouched
+                ns.exec(["sh", "-c", f"echo {opts.congestion_control} > /proc/sys/net/ipv4/tcp_congestion_control"])
             raw["congestion_control"] = ns.exec(
                 ["cat", "/proc/sys/net/ipv4/tcp_congestion_control"]).stdout.strip()
             cmd = opts.staging_cmd or [
@@ -706,8 +727,12 @@ def _collect(opts: Options, workdir: Path, private: Path) -> dict:
                               else opts.resolved_drain()})
             qstats: dict = {}
 
+            clock: dict = {}
+
             def on_event(ev):
-                if ev["event"] == "step_start":
+                if ev["event"] == "clock":
+                    clock["t0"] = ev["t0"]
+                elif ev["event"] == "step_start":
                     qstats[ev["step"]] = {"start": ns.qdisc_stats()}
                     _say(f"step {ev['step'] + 1}/{len(steps)}: utilisation {ev['rho']:g}, "
                          f"{steps[ev['step']]['arrival_rate']:.2f} transfers/s")
@@ -720,11 +745,25 @@ def _collect(opts: Options, workdir: Path, private: Path) -> dict:
                          f"{ev['measured_pending']}")
 
             bound = 60 + sum(s["warmup_s"] + s["duration_s"] + s["drain_limit_s"] + 10 for s in steps)
-            run_generator(ns, {**base, "mode": "steps", "steps": steps}, workdir, private, bound, on_event)
+            stop = threading.Event()
+            backlog: list = []
+            sampler = threading.Thread(target=lambda: backlog.extend(ns.sample_backlog(stop)), daemon=True)
+            sampler.start()
+            try:
+                run_generator(ns, {**base, "mode": "steps", "steps": steps}, workdir, private, bound, on_event)
+            finally:
+                stop.set()
+                sampler.join(5)
+            t0 = clock.get("t0", 0.0)
+            with open(workdir / "steps-qdisc.csv", "w") as fh:
+                fh.write("t_s,backlog_bytes,drops\n")
+                for t, b, d in backlog:
+                    fh.write(f"{t - t0:.4f},{b},{d}\n")
             data = json.loads((workdir / "steps-transfers.json").read_text())
             raw.update({"sizes": sizes, "steps": data["steps"], "records": data["records"],
                         "qdisc": {str(k): v for k, v in qstats.items()},
-                        "link_csv": str(workdir / "steps-link.csv")})
+                        "link_csv": str(workdir / "steps-link.csv"),
+                        "qdisc_csv": str(workdir / "steps-qdisc.csv")})
         finally:
             ns.destroy()
     return raw
@@ -799,6 +838,12 @@ def analyse(raw: dict, opts: Options) -> dict:
         rho_realised = offered_wire_bits / (rate * step["duration_s"])
         carried = _counter_windows(ts, lo_bytes, m_from, m_to, step["duration_s"])
         rho_carried = float(8 * carried.sum() / (rate * step["duration_s"])) if carried.size else None
+        queue_delay = None
+        if raw.get("qdisc_csv") and Path(raw["qdisc_csv"]).exists():
+            q = np.loadtxt(raw["qdisc_csv"], delimiter=",", skiprows=1, ndmin=2)
+            sel = q[(q[:, 0] >= m_from) & (q[:, 0] < m_to)] if q.size else q
+            if sel.size:
+                queue_delay = float(8 * sel[:, 1].mean() / rate)
         unfinished = [r for r in measured if r["error"] == "cancelled"]
         failed = [r for r in measured if r["error"] not in (None, "cancelled") or (r["status"] or 0) >= 400]
         predicted_saturation = step["rho"] >= 1 or rho_realised >= 1
@@ -812,6 +857,7 @@ def analyse(raw: dict, opts: Options) -> dict:
             "predicted_status": "saturation" if predicted_saturation else "ok",
             "measured_status": "saturation" if measured_saturation else "ok",
             "qdisc": _qdisc_delta(raw.get("qdisc", {}).get(str(i), {})),
+            "queue_delay_mean_s": queue_delay,
             "classes": {}, "overflow": [],
         }
         for c in opts.classes:

@@ -27,6 +27,9 @@ def add_arguments(parser):
                         help="longest wait for measured transfers to finish, load still on (default: one step)")
     parser.add_argument("--latency", default="50ms", metavar="DUR",
                         help="tbf queue size expressed as its delay at the link rate (default 50ms)")
+    parser.add_argument("--congestion-control", default=None, metavar="NAME",
+                        help="TCP congestion control inside the namespace, e.g. cubic or bbr (default: the "
+                             "kernel's default, inherited by the namespace)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of arrivals and payloads (default 1)")
     parser.add_argument("--staging-config", default=None, metavar="FILE",
                         help="YAML config passed to the staging ENT (entload staging --config)")
@@ -70,6 +73,16 @@ def run(args) -> int:
     config = Path(args.staging_config) if args.staging_config else None
     if config is not None and not config.is_file():
         raise InputError(f"--staging-config: {config}: no such file")
+    cc = args.congestion_control
+    if cc is not None:
+        try:
+            # a namespace other than the host's may only pick the "allowed" ones (others: EPERM)
+            allowed = open("/proc/sys/net/ipv4/tcp_allowed_congestion_control").read().split()
+        except OSError:
+            allowed = [cc]
+        if cc not in allowed:
+            raise UsageError(f"--congestion-control: {cc!r} is not allowed in a namespace here "
+                             f"(net.ipv4.tcp_allowed_congestion_control: {' '.join(allowed)})")
     if os.geteuid() != 0:
         raise UsageError("needs root: it creates a network namespace and a tc qdisc (run it with sudo)")
     for tool in ("ip", "tc"):
@@ -80,7 +93,8 @@ def run(args) -> int:
     from entload import validate_link as vl
 
     opts = vl.Options(rate_bps=rate, utilisations=rhos, out=out, duration_s=duration, warmup_s=warmup,
-                      drain_limit_s=drain, latency_s=latency, seed=args.seed, staging_config=config)
+                      drain_limit_s=drain, latency_s=latency, seed=args.seed, staging_config=config,
+                      congestion_control=cc)
     per_step = opts.resolved_warmup() + duration
     print(f"validate-link: {format_rate(rate)}, utilisations {', '.join(f'{r:g}' for r in rhos)}, "
           f"{per_step:.0f}s per step (+ drain up to {opts.resolved_drain():.0f}s) -> {out}", flush=True)
