@@ -81,10 +81,9 @@ def analyse(req: CapacityRequest, progress: Callable[[str], None] = lambda m: No
         share, share_how = req.busy_hour_share, "given with --busy-hour-share"
         window = (manifest or {}).get("window") or {}
         full_day = float(window.get("from_s", 0) or 0) <= 0 and float(window.get("to_s", 86400) or 86400) >= 86400
-        arrivals_col = _run_arrivals(req.run_dir)
-        if share is None and full_day and arrivals_col is not None:
-            share, share_how = busy_hour_share(series.t_s[: len(arrivals_col)], arrivals_col), \
-                "busiest clock hour of the run's arrivals"
+        arrivals_col = series.extra.get("arrivals")
+        if share is None and full_day and arrivals_col is not None and arrivals_col.sum() > 0:
+            share, share_how = busy_hour_share(series.t_s, arrivals_col), "busiest clock hour of the run's arrivals"
         if share is None:
             share, share_how = DEFAULT_BUSY_HOUR_SHARE, "default assumption"
             assumptions.append(f"busy-hour share of daily visits {share:.0%} (default; set --busy-hour-share)")
@@ -157,23 +156,6 @@ def analyse(req: CapacityRequest, progress: Callable[[str], None] = lambda m: No
     return result
 
 
-def _run_arrivals(run_dir) -> np.ndarray | None:
-    """The run's `arrivals` column (per row), for the busy-hour share; None when absent or unreadable."""
-    import csv
-
-    path = Path(run_dir) / "timeseries.csv"
-    try:
-        with path.open(newline="") as fh:
-            reader = csv.reader(fh)
-            header = [h.strip().lower() for h in next(reader)]
-            if "arrivals" not in header:
-                return None
-            i = header.index("arrivals")
-            return np.array([float(r[i]) for r in reader if r and r[i].strip()])
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
 def _assemble(series, traffic, ref, plan, forecast, per_visit, s, req, inputs, notes, assumptions) -> dict:
     from capacity.report import describe
 
@@ -192,7 +174,7 @@ def _assemble(series, traffic, ref, plan, forecast, per_visit, s, req, inputs, n
             "p95_5min_bps": ref.p95_5min_bps[d],
             "variance_time": [
                 {"timescale_s": float(t), "variance_bits2": float(v), "sd_rate_bps": float(np.sqrt(v) / t),
-                 "blocks": int(b)}
+                 "dof": int(b)}
                 for t, v, b in zip(tr.timescales_s, tr.variance_bits2, tr.blocks, strict=True)
             ],
             "timescale_observed": tr.observed(s.timescale_s),

@@ -24,6 +24,10 @@ def _month(iso: str | None) -> str:
     return iso[:7] if iso else "?"
 
 
+def _share(x: float) -> str:
+    return f"{x:.0%}" if x >= 0.1 else f"{x:.2g}".replace("e-0", "e-") if x < 1e-4 else f"{x * 100:.2g} %"
+
+
 def _pct(x: float) -> str:
     return f"{x * 100:g} %"
 
@@ -65,7 +69,7 @@ def describe(r: dict) -> str:
              f"{_pct(r['policy']['upgrade_at'])} upgrade trigger; order {rate(tier)} now.")
     else:
         s = (f"The busy hour needs {rate(r['required_bps'])} ({ctx}): the {rate(link)} link is enough now "
-             f"(busy-hour mean {plan.get('utilisation_now', 0):.0%} of it); give --history for a run-out date.")
+             f"(busy-hour mean {_share(plan.get('utilisation_now', 0))} of it); give --history for a run-out date.")
     q = r.get("visits_query")
     if q:
         s += (f" For {q['visits_per_day']:,.0f} visits a day the busy hour needs {rate(q['required_bps'])}: "
@@ -109,8 +113,8 @@ def limits(r: dict) -> list[str]:
                        f"so H cannot be estimated; H = {h['used']:g} is an assumption (conservative below the step).")
         elif h["r2"] is not None and h["r2"] < 0.9:
             out.append(f"{d}: the variance-time fit is loose (R² = {h['r2']:.2f}); treat H = {h['used']:.2f} with care.")
-        if pts and min(p["blocks"] for p in pts) < 10:
-            out.append(f"{d}: the longest timescales rest on few blocks ({min(p['blocks'] for p in pts)}), so v(T) "
+        if pts and min(p["dof"] for p in pts) < 10:
+            out.append(f"{d}: the longest timescales rest on few degrees of freedom ({min(p['dof'] for p in pts)}), so v(T) "
                        "there is uncertain by tens of percent.")
         if not rec["timescale_observed"]:
             by_h = rec["required_bps_by_hurst"]
@@ -168,9 +172,9 @@ def markdown(r: dict) -> str:
             f"- C(T, ε): {rate(rec['required_bps_chernoff'])} (Chernoff form √(−2 ln ε)), "
             f"{rate(rec['required_bps_gaussian_quantile'])} (exact Gaussian quantile z₁₋ε)",
             f"- 95th percentile of 5-minute averages: {rate(rec['p95_5min_bps'])}", "",
-            "| T (s) | v(T) (bit²) | σ of the rate over T | blocks |", "| ---: | ---: | ---: | ---: |",
+            "| T (s) | v(T) (bit²) | σ of the rate over T | degrees of freedom |", "| ---: | ---: | ---: | ---: |",
         ]
-        lines += [f"| {p['timescale_s']:g} | {p['variance_bits2']:.3e} | {rate(p['sd_rate_bps'])} | {p['blocks']} |"
+        lines += [f"| {p['timescale_s']:g} | {p['variance_bits2']:.3e} | {rate(p['sd_rate_bps'])} | {p['dof']} |"
                   for p in rec["variance_time"]]
         lines += ["", f"Sensitivity of C(T = {r['timescale_s']:g} s, ε) to H:", "",
                   "| H | " + " | ".join(rec["required_bps_by_hurst"]) + " |",

@@ -43,6 +43,7 @@ class ByteSeries:
     absolute: bool = False
     compression: float = 1.0
     notes: list[str] = field(default_factory=list)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -243,20 +244,33 @@ def load_run(run_dir) -> tuple[ByteSeries, dict, dict | None]:
     lower = [h.lower() for h in header]
     window = manifest.get("window") or {}
     from_s = float(window.get("from_s", 0) or 0)
+    # Rows are wall seconds (t_s); the simulated clock only says where the replay started: rows before
+    # it (start-up, clock not running) carry no replayed traffic and are left out.
+    wall = _numbers(tpath, rows, _column(tpath, header, "t_s", "the run's wall seconds"), "t_s")
+    notes = []
+    start = 0
     if "sim_clock_s" in lower:
-        t = _numbers(tpath, rows, lower.index("sim_clock_s"), "sim_clock_s")
-        name = "sim_clock_s"
+        clock = _numbers(tpath, rows, lower.index("sim_clock_s"), "sim_clock_s")
+        not_started = np.flatnonzero(clock <= from_s + 1e-9)
+        if not_started.size and not_started[-1] < len(clock) - 1:
+            start = int(not_started[-1])
+    if "arrivals" in lower:
+        cols_extra = {"arrivals": _numbers(tpath, rows, lower.index("arrivals"), "arrivals")[start:]}
     else:
-        t = from_s + k * _numbers(tpath, rows, _column(tpath, header, "t_s", "t_s"), "t_s")
-        name = "t_s"
-    # One row per wall second = k simulated seconds; allow the recorder's rounding of the clock.
-    t = from_s + k * np.round((t - from_s) / k)
-    t, step, cols, notes = _regularise(tpath, t, cols, name, min_step=1.0, scale=k)
+        cols_extra = {}
+    if start:
+        notes.append(f"{start} start-up rows of {tpath.name} before the simulated clock ran are left out")
+        wall = wall[start:]
+        cols = {c: v[start:] for c, v in cols.items()}
+    t = from_s + k * (wall - wall[0])
+    t, step, cols, more = _regularise(tpath, t, cols, "t_s", min_step=1.0, scale=k)
+    notes += more
     notes.insert(0, f"time compression k = {k:g}: each row holds {k:g} real seconds of traffic; "
                     f"timescales below {k:g} s are extrapolated, not observed")
     if manifest.get("complete") is False:
         notes.append("the run is marked incomplete (complete: false); estimates use what it recorded")
-    series = ByteSeries(str(tpath), t, step, cols, absolute=False, compression=k, notes=notes)
+    series = ByteSeries(str(tpath), t, step, cols, absolute=False, compression=k, notes=notes,
+                        extra=cols_extra if len(t) == len(wall) else {})
     return series, manifest, summary
 
 

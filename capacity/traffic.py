@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from capacity.dimension import required_capacity
 from capacity.series import ByteSeries, CapacityInputError
@@ -127,26 +126,36 @@ def _block_variances(window: np.ndarray, grid: list[int]) -> tuple[np.ndarray, n
     return np.array(out), np.array(nb)
 
 
-def fit_hurst(timescales_s: np.ndarray, variances: np.ndarray, override: float | None = None) -> HurstFit:
-    """OLS of log v on log T: slope = 2H; standard error and R^2 from the regression.
+def fit_hurst(timescales_s: np.ndarray, variances: np.ndarray, override: float | None = None,
+              dof: np.ndarray | None = None) -> HurstFit:
+    """Least squares of log v on log T: slope = 2H, with its standard error and R^2.
 
-    The fit is used when it has at least 4 timescales; its value is clipped to [0.5, 0.99] for use
-    (outside that range the model v ~ T^2H with a stationary source does not hold)."""
+    With `dof` (degrees of freedom of each v estimate) the fit is weighted by dof/2, the inverse
+    variance of the log of a sample variance, so the long timescales resting on few blocks count less.
+    The standard error treats the points as independent (they share data: it is optimistic). The fit
+    is used with at least 4 timescales; for use it is clipped to [0.5, 0.99] (outside, v ~ T^2H with
+    a stationary source does not hold)."""
     ok = np.isfinite(variances) & (variances > 0)
     x, y = np.log(timescales_s[ok]), np.log(variances[ok])
+    w = np.ones_like(x) if dof is None else np.maximum(np.asarray(dof, dtype=float)[ok], 1.0) / 2
     n = int(ok.sum())
+    est = se = r2 = None
     if n >= 3:
-        res = stats.linregress(x, y)
-        est, se, r2 = res.slope / 2, res.stderr / 2, res.rvalue**2
-    else:
-        est = se = r2 = None
+        xm, ym = np.average(x, weights=w), np.average(y, weights=w)
+        sxx = float(np.sum(w * (x - xm) ** 2))
+        slope = float(np.sum(w * (x - xm) * (y - ym)) / sxx)
+        resid = y - (ym + slope * (x - xm))
+        s2 = float(np.sum(w * resid**2) / (n - 2))
+        syy = float(np.sum(w * (y - ym) ** 2))
+        est, se = slope / 2, math.sqrt(s2 / sxx) / 2
+        r2 = 1 - float(np.sum(w * resid**2)) / syy if syy > 0 else 1.0
     if override is not None:
         return HurstFit(est, se, r2, n, float(override), "given with --hurst")
     if est is None or n < 4:
         return HurstFit(est, se, r2, n, H_FALLBACK,
                         f"only {n} timescales measured: H not estimable, conservative H = {H_FALLBACK} used")
     used = float(min(max(est, 0.5), 0.99))
-    how = "variance-time slope"
+    how = "variance-time slope, weighted by degrees of freedom"
     if used != est:
         how += f" (estimate {est:.2f} clipped to {used:.2f})"
     return HurstFit(float(est), float(se), float(r2), n, used, how)
@@ -162,8 +171,10 @@ def characterise(series: ByteSeries, direction: str, busy_days: int = 10,
     if valid.size == 0 or float(valid.sum()) <= 0:
         raise CapacityInputError(f"{series.source}: column {direction!r} carries no bytes at all")
     if step > MAX_TIMESCALE_S:
+        hint = (f" (the run is compressed x{series.compression:g}: one row holds {step:g} real seconds; replay with "
+                f"a compression of 900 or less, e.g. entload run --day-in 2m or longer)" if series.compression > 1 else "")
         raise CapacityInputError(
-            f"{series.source}: step {step:g} s is coarser than 15 min; the busy-hour analysis needs a finer series"
+            f"{series.source}: step {step:g} s is coarser than 15 min; the busy-hour analysis needs a finer series{hint}"
         )
     w = int(round(BUSY_WINDOW_S / step))
     if w > len(x):
@@ -226,7 +237,7 @@ def characterise(series: ByteSeries, direction: str, busy_days: int = 10,
         blocks = dof.astype(int)
         keep = np.isfinite(vt) & (vt > 0)
         ts, vt, blocks = ts[keep], vt[keep], blocks[keep]
-    hurst = fit_hurst(ts, vt, hurst_override)
+    hurst = fit_hurst(ts, vt, hurst_override, blocks)
     if len(starts) > 1:
         notes.append(f"{direction}: v(T)/mu pooled over the busy hours of {len(starts)} days, scaled to the peak mu")
     daily_mean = float(np.nanmean(x)) * 8.0 / step
