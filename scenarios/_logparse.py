@@ -340,6 +340,7 @@ class Ingest:
         seed: int = 0,
         progress: Callable[[str], None] | None = None,
         local_bucket: Callable | None = None,
+        time_map: Callable[[int], int] | None = None,
     ):
         self._hkey = key if key is not None else os.urandom(32)
         self.timeout_s = int(timeout_s)
@@ -349,6 +350,7 @@ class Ingest:
         self.local_bucket = local_bucket or (
             lambda t: (time.strftime("%Y-%m-%d", time.gmtime(t)), time.gmtime(t).tm_hour)
         )
+        self.time_map = time_map  # e.g. wall clock of a compressed run -> simulated clock
         self.files: list[FileStats] = []
         self.lines = self.parsed = self.malformed = 0
         self.malformed_examples: list[str] = []
@@ -501,6 +503,8 @@ class Ingest:
             if t is None:
                 self._bad(fstats, lineno, line)
                 return False
+            if self.time_map is not None:
+                t = self.time_map(t)
             self._tcache["[" + ts + "] "] = t  # keyed as the hot loop slices it: brackets included
         prefix = f"{host} {ident} {user} "
         self._record(
@@ -582,6 +586,7 @@ class Ingest:
         timeout = self.timeout_s
         route_id, client_id, sample, slow = self._route_id, self._client_id, self._sample, self._slow
         close_visit, prefix_ok = self._close_visit, _PREFIX.match
+        tmap = self.time_map
         cur_t = -1  # the second being accumulated in cur_req / cur_b (flushed when the second changes)
         cur_req = cur_b = 0
         bursty = 0
@@ -619,6 +624,8 @@ class Ingest:
                         if t is None and ts[:1] == "[" and ts[-2:] == "] ":
                             t = parse_clf_time(ts[1:-2])
                             if t is not None:
+                                if tmap is not None:
+                                    t = tmap(t)
                                 if len(tcache) > 400_000:
                                     tcache.clear()
                                 tcache[ts] = t
