@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from capacity import plots
 from capacity.dimension import per_visit_busy_hour
 from capacity.forecast import fit_forecast
 from capacity.plan import PlanSettings, build_reference, make_plan
@@ -138,6 +137,8 @@ def analyse(req: CapacityRequest, progress: Callable[[str], None] = lambda m: No
             raise CapacityInputError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
         figs = {}
         if req.plots:
+            from capacity import plots  # matplotlib only when drawing
+
             progress(f"drawing plots into {out / 'plots'}")
             figs["series"] = "plots/" + plots.series_overview(series, traffic, out / "plots" / "series.png")
             figs["variance_time"] = "plots/" + plots.variance_time(traffic, s.timescale_s,

@@ -21,8 +21,9 @@ def _rate_label(bps: float) -> str:
 
 
 def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # Fixed margins: tight_layout measures every tick label of the log axes and costs seconds.
+    fig.subplots_adjust(left=0.11, right=0.97, top=0.92, bottom=0.14, hspace=0.25)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path.name
 
@@ -108,7 +109,9 @@ def months_plot(plan, link_bps, tiers, path: Path) -> str:
     ax.bar(x, req, color="tab:orange", label="required (busiest day, median)")
     ax.errorbar(x, req, yerr=[np.zeros_like(req), hi - req], fmt="none", ecolor="grey", lw=0.8,
                 label="upper prediction bound")
-    top = max(hi.max() if len(hi) else 0, (link_bps or 0) / 1e6) * 1.3
+    need = max(hi.max() if len(hi) else 0, (link_bps or 0) / 1e6)
+    above = [t / 1e6 for t in sorted(tiers) if t / 1e6 >= need]
+    top = (above[0] if above else need) * 1.15
     for t in tiers:
         if t / 1e6 <= top:
             ax.axhline(t / 1e6, color="grey", lw=0.6, ls="--")
