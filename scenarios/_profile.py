@@ -279,39 +279,75 @@ def summarise(state: _logparse.Ingest, clock: LocalClock, *, day_type: str | Non
     }
 
 
-def _spread_unknown(hourly: dict[str, list[int]], unknown_as: str, ent_personas: list[str]) -> tuple[dict, str]:
-    """Give unknown visits to personas: pro rata of the identified ENT personas (`spread`), one persona,
-    or none (`drop`). Returns float hourly counts per persona and a note for the report."""
+def evidence_rates(template, rules: list[tuple[str, str, str]]) -> dict[str, float]:
+    """P(a visit of persona p shows evidence for p), from the template's journeys and the rules.
+
+    A step whose action uses a route that one of p's rules matches shows evidence with probability p_step
+    (times the chance its repeat count is not 0); steps are independent, as the journeys draw them.
+    """
+    from scenarios._workload import ACTIONS
+
+    compiled = compile_rules(rules)
+    out: dict[str, float] = {}
+    for persona, steps in template.journeys.items():
+        mine = [rx for who, rx in compiled if who == persona]
+        miss = 1.0
+        for st in steps:
+            routes = ACTIONS.get(st.do, ("", ()))[1]
+            hit = any(rx.match(f"{template.routes[r].method} {template.routes[r].path}")
+                      for r in routes if r in template.routes for rx in mine)
+            if hit:
+                lo, hi = st.repeat
+                p_some = st.p * (1.0 - (1.0 / (hi - lo + 1) if lo == 0 else 0.0))
+                miss *= 1.0 - p_some
+        out[persona] = 1.0 - miss
+    return out
+
+
+def estimate_personas(identified: dict[str, float], rates: dict[str, float]) -> dict[str, float]:
+    """Visits per persona, inverse-probability weighted: identified / P(identified). Personas that can never
+    show evidence (rate 0) cannot be estimated and keep their identified count (0)."""
+    return {p: (n / rates[p] if rates.get(p, 0) > 0 else n) for p, n in identified.items()}
+
+
+def _spread_unknown(hourly: dict[str, list[int]], unknown_as: str, rates: dict[str, float]) -> tuple[dict, str]:
+    """Give unknown visits to personas. `spread`: each identified persona p gets the unknown visits it is
+    expected to have left unidentified, identified_p (1 - e_p) / e_p (e_p = evidence rate, see
+    evidence_rates), in proportion; or all to one persona; or none (`drop`). Float hourly counts + a note."""
     out = {p: [float(x) for x in v] for p, v in hourly.items() if p != UNKNOWN}
     unknown = hourly.get(UNKNOWN)
     if not unknown or not sum(unknown):
         return out, "no unknown visits"
     if unknown_as == "drop":
         return out, f"{sum(unknown)} unknown visits dropped (--unknown-as drop)"
-    identified = {p: sum(out.get(p, [])) for p in ent_personas if sum(out.get(p, [])) > 0}
-    if unknown_as == "spread" and identified:
-        total = sum(identified.values())
-        for p, n in identified.items():
-            share = n / total
-            out[p] = [a + share * u for a, u in zip(out[p], unknown, strict=True)]
-        return out, (f"{sum(unknown)} unknown visits spread pro rata over "
-                     + ", ".join(f"{p} {n / total:.0%}" for p, n in identified.items()))
+    if unknown_as == "spread":
+        weights = {}
+        for p, hours in out.items():
+            e = rates.get(p, 0.0)
+            if sum(hours) > 0 and 0 < e < 1:
+                weights[p] = sum(hours) * (1 - e) / e
+        total = sum(weights.values())
+        if total > 0:
+            for p, w in weights.items():
+                out[p] = [a + (w / total) * u for a, u in zip(out[p], unknown, strict=True)]
+            return out, (f"{sum(unknown)} unknown visits shared by the visits each persona is expected to leave "
+                         "without evidence: " + ", ".join(f"{p} {w / total:.0%}" for p, w in weights.items()))
     target = unknown_as if unknown_as in PERSONAS else "student"
     out[target] = [a + u for a, u in zip(out.get(target, [0.0] * 24), unknown, strict=True)]
-    why = "" if unknown_as in PERSONAS else " (no visit had persona evidence, so nothing to spread over)"
+    why = "" if unknown_as in PERSONAS else " (no identified persona leaves visits unidentified, nothing to share)"
     return out, f"{sum(unknown)} unknown visits given to {target}{why}"
 
 
-def build_workload(summary: dict, template, *, name: str, unknown_as: str) -> tuple[dict, list[str]]:
+def build_workload(summary: dict, template, *, name: str, unknown_as: str,
+                   rates: dict[str, float]) -> tuple[dict, list[str]]:
     """The workload mapping (schema of scenarios/_workload.py) and notes on the choices made."""
     raw = json.loads(json.dumps(template.raw))  # deep copy of plain data
     notes: list[str] = []
-    ent_personas = [p for p, app in PERSONAS.items() if app == "ent"]
     day_types: dict = {}
     profiles: dict = {}
     for dtype, per in sorted(summary["hourly_visits"].items()):
         ndays = summary["dates_per_day_type"].get(dtype, 1) or 1
-        counts, note = _spread_unknown(per, unknown_as, ent_personas)
+        counts, note = _spread_unknown(per, unknown_as, rates)
         notes.append(f"{dtype}: {note}")
         personas = {}
         for persona, hours in sorted(counts.items()):
@@ -501,7 +537,8 @@ def write_report(summary: dict, notes: list[str], outputs: dict[str, str], folde
 
 
 def write_outputs(state: _logparse.Ingest, *, out: Path, tz: ZoneInfo, day_type: str | None,
-                  template_path: str | None, unknown_as: str, to_wall=None, clock: LocalClock | None = None) -> dict:
+                  template_path: str | None, unknown_as: str, to_wall=None, clock: LocalClock | None = None,
+                  rules: list[tuple[str, str, str]] | None = None) -> dict:
     """Write workload, bytes_per_second.csv, profile.json, report.md and plots; returns their paths."""
     import yaml
 
@@ -509,7 +546,11 @@ def write_outputs(state: _logparse.Ingest, *, out: Path, tz: ZoneInfo, day_type:
     clock = clock or LocalClock(tz)
     summary = summarise(state, clock, day_type=day_type, workload=template)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", out.stem) or "profile"
-    raw, notes = build_workload(summary, template, name=f"profile-{name}", unknown_as=unknown_as)
+    rates = evidence_rates(template, rules or DEFAULT_RULES)
+    summary["evidence_rates"] = {p: round(r, 4) for p, r in rates.items()}
+    identified = {p: n for p, n in summary["personas"].items() if p != UNKNOWN}
+    summary["personas_estimated"] = {p: round(v, 1) for p, v in estimate_personas(identified, rates).items()}
+    raw, notes = build_workload(summary, template, name=f"profile-{name}", unknown_as=unknown_as, rates=rates)
     parse_workload(raw, out)  # the same validation `entload run --workload` applies: refuse to write otherwise
     folder = out.parent
     folder.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,8 @@ from scenarios._workload import WorkloadError
 
 log = logging.getLogger("entload.scenarios")
 LOOKAHEAD_S = 15.0  # wall seconds of arrivals the pool is sized for in advance
-SPAWN_RATE_MAX = 100.0  # users per second per process (Locust warns above)
+SPAWN_RATE = 100.0  # users per second per process once the clock runs (Locust warns above 100)
+WARMUP_SPAWN_RATE = 500.0  # before the clock starts nothing else competes for the CPU
 GROWTH = 1.5
 
 
@@ -106,7 +107,7 @@ class EntDayShape(LoadTestShape):
             self.weights = plan.peak_pool()
         if self.t0 is None:
             initial = self._needed(now)
-            warmup = 2.0 + initial / (SPAWN_RATE_MAX * procs)
+            warmup = 2.0 + initial / (WARMUP_SPAWN_RATE * procs)
             self.t0 = now + warmup
             log.info("school day: %s, window %s-%s in %.0fs (k=%.3g), scale %g, seed %d, %d expected arrivals; "
                      "pool %d, clock starts in %.1fs", plan.day_type, _hhmm(plan.from_s), _hhmm(plan.to_s),
@@ -128,7 +129,8 @@ class EntDayShape(LoadTestShape):
                 log.info("window over; draining %d visits in flight (at most %.0fs)", active, plan.drain_s())
             if (active == 0 and state.get("done", True)) or now >= end_wall + plan.drain_s():
                 return None
-        return (self.pool, SPAWN_RATE_MAX * procs)
+        rate = WARMUP_SPAWN_RATE if now < self.t0 else SPAWN_RATE
+        return (self.pool, rate * procs)
 
     def _send_clock(self, runner: MasterRunner) -> None:
         """Tell each worker the clock and its share; shares are fixed by the workers present at start."""
