@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy.special import ndtr, ndtri  # the normal CDF and its inverse, without importing scipy.stats
 
 
 def _check(mean_bps, var_bits2, timescale_s, epsilon=None):
@@ -32,7 +32,7 @@ def required_capacity_chernoff(mean_bps, var_bits2, timescale_s, epsilon):
 def required_capacity_quantile(mean_bps, var_bits2, timescale_s, epsilon):
     """C(T, eps) = mu + z_{1-eps} * sqrt(v(T)) / T: the exact Gaussian quantile."""
     _check(mean_bps, var_bits2, timescale_s, epsilon)
-    return mean_bps + float(stats.norm.isf(epsilon)) * math.sqrt(var_bits2) / timescale_s
+    return mean_bps + float(-ndtri(epsilon)) * math.sqrt(var_bits2) / timescale_s
 
 
 def required_capacity(mean_bps, var_bits2, timescale_s, epsilon, form="chernoff"):
@@ -52,7 +52,7 @@ def overflow_probability(mean_bps, var_bits2, timescale_s, capacity_bps):
     if var_bits2 == 0:
         return 0.0 if capacity_bps >= mean_bps else 1.0
     z = (capacity_bps - mean_bps) * timescale_s / math.sqrt(var_bits2)
-    return float(stats.norm.sf(z))
+    return float(ndtr(-z))
 
 
 def grow_visits(mean_bps, capacity_bps, g):
@@ -78,7 +78,7 @@ def percentile_average_rate(mean_bps, var_bits2, timescale_s, q=0.95):
     With T = 300 s and q = 0.95 this is the practitioners' "95th percentile of 5-minute averages"
     used by the utilisation policy, computed from the same Gaussian model."""
     _check(mean_bps, var_bits2, timescale_s)
-    return mean_bps + float(stats.norm.ppf(q)) * math.sqrt(var_bits2) / timescale_s
+    return mean_bps + float(ndtri(q)) * math.sqrt(var_bits2) / timescale_s
 
 
 def per_visit_busy_hour(visits_per_day, busy_hour_share, bytes_per_visit, bytes_sq_per_visit=None,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from scipy import optimize, stats
+from scipy.special import stdtrit
 
 CALENDAR_EFFECTS = ("saturday", "sunday", "school_holiday", "summer_holiday", "public_holiday")
 ZONES = ("A", "B", "C")
@@ -160,6 +160,8 @@ def _years(dates: np.ndarray, start: np.datetime64) -> np.ndarray:
 def fit_forecast(dates: np.ndarray, visits: np.ndarray, horizon_days: int = 3 * 365, zone: str = "C",
                  level: float = 0.95, models=("linear", "exponential", "logistic")) -> Forecast:
     """Fit every trend candidate with the calendar, keep the lowest AICc, forecast `horizon_days`."""
+    from scipy import optimize  # heavy import, only when there is a history to fit
+
     dates = dates.astype("datetime64[D]")
     start = dates[0]
     t = _years(dates, start)
@@ -259,7 +261,7 @@ def fit_forecast(dates: np.ndarray, visits: np.ndarray, horizon_days: int = 3 * 
         jac[:, i] = (g(tf, xf, up) - g(tf, xf, dn)) / (2 * hstep)
     var_mean = np.einsum("ij,jk,ik->i", jac, best.cov, jac)
     var_mean = np.maximum(var_mean, 0.0)
-    q = float(stats.t.ppf(0.5 + level / 2, df=max(n - len(best.params), 1)))
+    q = float(stdtrit(max(n - len(best.params), 1), 0.5 + level / 2))
     sd_pred = np.sqrt(var_mean + best.sigma**2)
     sd_mean = np.sqrt(var_mean)
     hist_fit = np.exp(g(t, xcal, best.params)) * scale
