@@ -42,8 +42,12 @@ def add_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
-def _time_map_from_run(run_dir: str):
-    """(wall epoch -> simulated epoch, inverse, day type) from a run folder's manifest and time series."""
+def _time_map_from_run(run_dir: str, tz):
+    """(wall epoch -> simulated epoch, inverse, day type, k) from a run folder's manifest and time series.
+
+    The simulated clock (seconds since midnight, `sim_clock_s`) is read as local time of --tz on the run's
+    date, so the profile's hours are the replayed day's hours. The wall origin of `t_s` is the recorder's
+    start (summary.json `started_at`, whole seconds), else the manifest's."""
     import csv
     import datetime as dt
     import json
@@ -58,6 +62,11 @@ def _time_map_from_run(run_dir: str):
         k = float(manifest.get("compression") or 1.0)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"--run {run_dir}: cannot read manifest.json started_at/compression ({exc})") from None
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+        started = float(int(dt.datetime.fromisoformat(summary["started_at"].replace("Z", "+00:00")).timestamp()))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no recorder summary: the manifest's start is the best origin we have
     sim0 = float((manifest.get("window") or {}).get("from_s") or 0.0)
     ts = folder / "timeseries.csv"
     if ts.exists():
@@ -68,8 +77,8 @@ def _time_map_from_run(run_dir: str):
             raise InputError(f"--run {run_dir}: cannot read timeseries.csv t_s/sim_clock_s ({exc})") from None
         if rows:
             sim0 = min(s - k * t for t, s in rows)  # sim clock at t_s = 0, from the recorder's own rows
-    midnight = dt.datetime.fromtimestamp(started, dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    base = midnight.timestamp()
+    day = dt.datetime.fromtimestamp(started, tz).date()
+    base = dt.datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
 
     def to_sim(t: int) -> int:
         return int(round(base + sim0 + (t - started) * k))
@@ -103,8 +112,10 @@ def run(args) -> int:
     if args.day_type and args.day_type not in _profile.DAY_TYPES:
         raise UsageError(f"--day-type: expected one of {', '.join(_profile.DAY_TYPES)}, got {args.day_type!r}")
     for path in args.logs:
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise InputError(f"{path}: no such file")
+        if not Path(path).is_file():
+            raise InputError(f"{path}: not a regular file (expected an access log, plain or gzip)")
     try:
         rules = _profile.load_rules(args.rules) if args.rules else _profile.DEFAULT_RULES
     except _profile.ProfileError as exc:
@@ -128,7 +139,7 @@ def run(args) -> int:
     to_sim = to_wall = None
     day_type = args.day_type
     if args.run:
-        to_sim, to_wall, run_day_type, k = _time_map_from_run(args.run)
+        to_sim, to_wall, run_day_type, k = _time_map_from_run(args.run, tz)
         day_type = day_type or run_day_type
         if not args.quiet:
             print(f"profile: mapping the run's wall clock to its simulated day ({k:g}x compression)", file=sys.stderr)
@@ -157,7 +168,7 @@ def run(args) -> int:
     try:
         outputs = _profile.write_outputs(
             state, out=Path(args.out), tz=tz, day_type=day_type, template_path=template,
-            unknown_as=args.unknown_as, to_wall=to_wall, clock=clock,
+            unknown_as=args.unknown_as, to_wall=to_wall, clock=clock, rules=rules,
         )
     except (_profile.ProfileError, WorkloadError) as exc:
         raise InputError(f"cannot build a workload from {', '.join(args.logs)}: {exc}") from None
@@ -169,6 +180,10 @@ def run(args) -> int:
     print(f"requests: {s['requests']:,}; bytes to clients: {s['bytes_down']:,}; visits: {s['visits']:,} "
           f"(timeout {timeout:g}s)")
     print("personas: " + ", ".join(f"{p} {n:,}" for p, n in s["personas"].items()))
+    if s.get("personas_estimated"):
+        print("  estimated from evidence rates: " + ", ".join(
+            f"{p} {v:,.0f} (evidence in {s['evidence_rates'].get(p, 0):.0%} of its visits)"
+            for p, v in s["personas_estimated"].items()))
     for note in outputs["notes"]:
         print(f"  {note}")
     print(f"workload: {outputs['workload']}")

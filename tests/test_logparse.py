@@ -1,0 +1,168 @@
+"""Access-log parser: exact totals on the damaged NASA hour, fast path == strict path, gzip and several files,
+route templates and masking, visits, and one-line errors (exit 2) on bad input."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, shared_file
+
+from scenarios import _logparse
+
+# Independent reference: a strict Common Log Format line (RFC-like), written without the parser's code.
+STRICT_CLF = re.compile(
+    r'^(\S+) (\S+) (\S+) \[(\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] "([^"]*)" (\d{3}) (\d+|-)$'
+)
+
+
+def _reference_totals(path) -> tuple[int, int, int]:
+    lines = good = nbytes = 0
+    with open(path, encoding="latin-1") as fh:
+        for line in fh:
+            lines += 1
+            m = STRICT_CLF.match(line.rstrip("\n"))
+            if m:
+                good += 1
+                nbytes += 0 if m.group(7) == "-" else int(m.group(7))
+    return lines, good, nbytes
+
+
+def _aggregates(state: _logparse.Ingest) -> dict:
+    return {
+        "requests": state.requests, "bytes": state.bytes_down, "parsed": state.parsed,
+        "malformed": state.malformed, "visits": state.visit_summary.count,
+        "routes": sorted(zip(state.route_names, state.route_count, state.route_bytes, strict=True)),
+        "per_second": sorted((t, tuple(c)) for t, c in state.per_second.items()),
+        "think": sorted(state.visit_summary.think_hist.items()),
+    }
+
+
+def test_nasa_hour_counts_every_damaged_line_and_totals_are_exact():
+    path = shared_file("data", "nasa-http-aug95-first-hour.log")
+    lines, good, nbytes = _reference_totals(path)
+    assert lines - good > 50, "the sample is expected to hold damaged lines"
+    state = _logparse.ingest([str(path)], key=b"test")
+    assert state.files[0].format == "common"
+    assert state.lines == lines
+    assert state.parsed == good
+    assert state.malformed == lines - good
+    assert state.requests == good
+    assert state.bytes_down == nbytes
+    assert sum(c[1] for c in state.per_second.values()) == nbytes
+    # examples are masked: no host name of the log survives, the structure does
+    hosts = {m.group(1) for line in open(path, encoding="latin-1") if (m := STRICT_CLF.match(line.rstrip("\n")))}
+    assert len(state.malformed_examples) == _logparse.EXAMPLES_CAP
+    for example in state.malformed_examples:
+        assert "nasa-http-aug95-first-hour.log:" in example
+        for host in hosts:
+            if len(host) > 3:
+                assert host not in example.split(":", 2)[2], (host, example)
+
+
+def test_fast_path_and_strict_path_agree(tmp_path):
+    path = shared_file("data", "nasa-http-aug95-first-hour.log")
+    fast = _logparse.Ingest(key=b"k")
+    fast.feed_file(str(path))
+    fast.close_all()
+    strict = _logparse.Ingest(key=b"k")
+    strict.feed_file(str(path), fast=False)
+    strict.close_all()
+    assert _aggregates(fast) == _aggregates(strict)
+    # combined format with escaped quotes, a blank line and a CRLF line take the slow path next to fast ones
+    log = tmp_path / "combined.log"
+    ua = "Mozilla/5.0 (X11)"
+    rows = [
+        f'10.0.0.1 - - [12/Mar/2020:08:30:00 +0100] "GET /conversation/message/42 HTTP/1.1" 200 500 "-" "{ua}"',
+        f'10.0.0.1 - - [12/Mar/2020:08:30:00 +0100] "GET /conversation/message/43 HTTP/1.1" 200 700 "-" "{ua}"',
+        f'10.0.0.1 - - [12/Mar/2020:08:31:10 +0100] "GET /search?q=\\"x\\" HTTP/1.1" 200 10 "-" "{ua}"',
+        "",
+        f'10.0.0.2 - jdoe [12/Mar/2020:08:32:00 +0100] "POST /rack HTTP/1.1" 201 - "-" "{ua}"\r',
+        f'10.0.0.2 - jdoe [12/Mar/2020:09:40:00 +0100] "GET /rack/list HTTP/1.1" 200 99 "-" "{ua}"',
+        'garbage line',
+    ]
+    log.write_text("\n".join(rows) + "\n", encoding="latin-1")
+    a, b = _logparse.Ingest(key=b"k"), _logparse.Ingest(key=b"k")
+    a.feed_file(str(log))
+    b.feed_file(str(log), fast=False)
+    a.close_all()
+    b.close_all()
+    assert _aggregates(a) == _aggregates(b)
+    assert a.parsed == 5 and a.malformed == 1 and a.bytes_down == 1309
+    # 10.0.0.2 came back after 68 minutes: two visits; 10.0.0.1 one visit
+    assert a.visit_summary.count == 3
+    assert "GET /conversation/message/:id" in a.route_names
+
+
+def test_gzip_and_several_files_equal_one_plain_file(tmp_path):
+    src = shared_file("data", "nasa-http-aug95-first-hour.log").read_text(encoding="latin-1").splitlines(True)
+    half = len(src) // 2
+    first, second = tmp_path / "a.log.gz", tmp_path / "b.log"
+    with gzip.open(first, "wt", encoding="latin-1") as fh:
+        fh.writelines(src[:half])
+    second.write_text("".join(src[half:]), encoding="latin-1")
+    whole = tmp_path / "whole.log"
+    whole.write_text("".join(src), encoding="latin-1")
+    split_state = _logparse.ingest([str(second), str(first)], key=b"k")  # given out of order on purpose
+    whole_state = _logparse.ingest([str(whole)], key=b"k")
+    # the cut may fall inside a visit's think time, never inside a line: totals are identical
+    assert (split_state.requests, split_state.bytes_down) == (whole_state.requests, whole_state.bytes_down)
+    assert split_state.malformed == whole_state.malformed
+    assert [f.path for f in split_state.files] == [str(first), str(second)]  # ordered by first timestamp
+
+
+@pytest.mark.parametrize(("request_line", "route"), [
+    ("GET /conversation/message/6f1c2a4e-9b1d-4c3e-8f7a-1234567890ab?x=1 HTTP/1.1", "GET /conversation/message/:id"),
+    ("GET /schoolbook/list/0/s-12 HTTP/1.1", "GET /schoolbook/list/:id/:id"),
+    ("POST /schoolbook/relation/acknowledge/w-3/s-12 HTTP/1.1", "POST /schoolbook/relation/acknowledge/:id/:id"),
+    ("GET /auth/oauth2/userinfo HTTP/1.1", "GET /auth/oauth2/userinfo"),
+    ("GET /userbook/jean.dupont@example.fr/avatar HTTP/1.1", "GET /userbook/:email/avatar"),
+    ("GET /~alice/index.html HTTP/1.0", "GET /:user/index.html"),
+    ("GET /rack/get/5f3e2a9b1c0d HTTP/1.1", "GET /rack/get/:id"),
+    ("GET /timeline/lastNotifications?page=0&token=abc123 HTTP/1.1", "GET /timeline/lastNotifications"),
+    ("\\x16\\x03\\x01", _logparse.INVALID_ROUTE),
+])
+def test_route_templates_hide_ids(request_line, route):
+    assert _logparse.route_of_request(request_line) == route
+
+
+def test_query_sanitising_keeps_shape_not_values():
+    assert _logparse.sanitize_query("page=2&unread=true&token=eyJhbGciOi&email=a%40b.fr&folder=INBOX") == \
+        "page=2&unread=true&token=:v&email=:v&folder=INBOX"
+
+
+def test_timezone_and_offsets():
+    assert _logparse.parse_clf_time("01/Aug/1995:00:00:01 -0400") == 807249601
+    assert _logparse.parse_clf_time("12/Mar/2020:08:30:00 +0100") == 1583998200
+    assert _logparse.parse_clf_time("31/Foo/2020:08:30:00 +0100") is None
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "entload", "profile", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    binary = tmp_path / "binary.log"
+    binary.write_bytes(bytes(range(256)) * 8)
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    unknown = tmp_path / "unknown.log"
+    unknown.write_text("2020-03-12 08:30:00 GET /x 200\n" * 5)
+    cases = [
+        ([str(binary)], "binary data"),
+        ([str(empty)], "empty file"),
+        ([str(unknown)], "unknown format"),
+        ([str(tmp_path / "missing.log")], "no such file"),
+        (["--format", "combined", str(shared_file("data", "nasa-http-aug95-first-hour.log"))], "no line parsed"),
+        (["--tz", "Mars/Olympus", str(unknown)], "--tz"),
+    ]
+    for args, expected in cases:
+        proc = _cli(*args, "--out", str(tmp_path / "out" / "w.yaml"))
+        assert proc.returncode == 2, (args, proc.stderr)
+        err = proc.stderr.strip()
+        assert expected in err and len(err.splitlines()) == 1 and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "out").exists()
