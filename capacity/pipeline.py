@@ -182,6 +182,7 @@ def _assemble(series, traffic, ref, plan, forecast, per_visit, s, req, inputs, n
             "hurst": tr.hurst.as_dict(),
             "required_bps_by_hurst": {f"{h:.1f}": c for h, c in ref.sensitivity[d].items()},
             "days_pooled": tr.days_pooled,
+            "busy_hour_skewness": tr.skewness,
         }
     link = s.link_bps
     required_now = summ["required_now_bps"]

@@ -116,6 +116,10 @@ def limits(r: dict) -> list[str]:
         if pts and min(p["dof"] for p in pts) < 10:
             out.append(f"{d}: the longest timescales rest on few degrees of freedom ({min(p['dof'] for p in pts)}), so v(T) "
                        "there is uncertain by tens of percent.")
+        sk = rec.get("busy_hour_skewness")
+        if sk is not None and math.isfinite(sk) and sk > 1.0:
+            out.append(f"{d}: the busy-hour traffic per step is skewed (skewness {sk:.1f}): too few simultaneous "
+                       "transfers for the Gaussian model to be accurate in the tail; C(T, ε) may be too small.")
         if not rec["timescale_observed"]:
             by_h = rec["required_bps_by_hurst"]
             lo, hi = min(by_h.values()), max(by_h.values())

@@ -19,6 +19,7 @@ import csv
 import datetime as dt
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +127,8 @@ def _times(path: Path, rows: list[list[str]], idx: int, name: str) -> tuple[np.n
                 ) from None
             out[i] = h * 3600 + m * 60 + s
         return out, False
+    if cells and re.search(r"(Z|[+-]\d\d:?\d\d)$", cells[0]):
+        return _times_with_offset(path, cells, name), True
     try:
         stamps = np.array(cells, dtype="datetime64[s]")
     except ValueError:
@@ -141,6 +144,26 @@ def _times(path: Path, rows: list[list[str]], idx: int, name: str) -> tuple[np.n
         i = int(np.argmax(np.isnat(stamps)))
         raise CapacityInputError(f"{path}:{i + 2}: column {name!r}: missing timestamp")
     return stamps.astype("int64").astype(float), True
+
+
+def _times_with_offset(path: Path, cells: list[str], name: str) -> np.ndarray:
+    """ISO timestamps with a UTC offset: ordered in UTC (no DST duplicates), shown in the first row's
+    offset, so the busy hour is read in the series' local time."""
+    out = np.empty(len(cells))
+    offset = None
+    for i, c in enumerate(cells):
+        try:
+            d = dt.datetime.fromisoformat(c.replace("Z", "+00:00"))
+        except ValueError:
+            raise CapacityInputError(
+                f"{path}:{i + 2}: column {name!r}: expected an ISO timestamp, got {c!r}"
+            ) from None
+        if d.tzinfo is None:
+            raise CapacityInputError(f"{path}:{i + 2}: column {name!r}: timestamp without the offset of the others")
+        if offset is None:
+            offset = d.utcoffset().total_seconds()
+        out[i] = d.timestamp() + offset
+    return out
 
 
 def _regularise(path: Path, t: np.ndarray, cols: dict[str, np.ndarray], name: str,

@@ -63,6 +63,7 @@ class DirectionTraffic:
     daily_mean_bps: float
     peak_to_mean: float
     notes: list[str] = field(default_factory=list)
+    skewness: float = math.nan
 
     def variance_at(self, timescale_s: float, hurst: float | None = None) -> float:
         """v(T) in bit^2: measured (log-log interpolation) inside the observed range, T^(2H) outside."""
@@ -241,11 +242,15 @@ def characterise(series: ByteSeries, direction: str, busy_days: int = 10,
     if len(starts) > 1:
         notes.append(f"{direction}: v(T)/mu pooled over the busy hours of {len(starts)} days, scaled to the peak mu")
     daily_mean = float(np.nanmean(x)) * 8.0 / step
+    busy = x[start : start + w]
+    busy = busy[np.isfinite(busy)]
+    sd = float(np.std(busy))
+    skew = float(np.mean((busy - busy.mean()) ** 3) / sd**3) if sd > 0 else math.nan
     return DirectionTraffic(
         name=direction, step_s=step, mean_bps=mean_bps, busy_start_s=float(series.t_s[start]),
         busy_label=series.label_time(series.t_s[start]), timescales_s=ts, variance_bits2=vt, blocks=blocks,
         days_pooled=len(starts), hurst=hurst, daily_mean_bps=daily_mean,
-        peak_to_mean=mean_bps / daily_mean if daily_mean > 0 else math.nan, notes=notes,
+        peak_to_mean=mean_bps / daily_mean if daily_mean > 0 else math.nan, notes=notes, skewness=skew,
     )
 
 

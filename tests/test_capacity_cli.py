@@ -226,3 +226,24 @@ def test_bad_input_through_the_real_process_exits_2(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("capacity: ")]
     assert len(lines) == 1 and f"{s}: no column 'nope'" in lines[0]
+
+
+def test_profile_series_with_utc_offsets_keeps_local_busy_hour(tmp_path, capsys):
+    """entload profile writes ISO times with the offset of --tz: the busy hour is read in local time."""
+    s = tmp_path / "bytes_per_second.csv"
+    rng = np.random.default_rng(1)
+    n = 4 * 3600
+    sod = 6 * 3600 + np.arange(n)  # 06:00 to 10:00 local, +02:00
+    shape = 1 + 5 * ((sod >= 8 * 3600) & (sod < 9 * 3600))  # the busiest hour is 08:00-09:00 local
+    down = rng.poisson(shape * 20) * 1000
+    with open(s, "w") as fh:
+        fh.write("time,requests,bytes_down\n")
+        for t, b in zip(sod, down, strict=True):
+            fh.write(f"2025-03-11T{t // 3600:02d}:{t % 3600 // 60:02d}:{t % 60:02d}+02:00,1,{b}\n")
+    out = tmp_path / "plan"
+    code, stdout, err = _cli(["--series", str(s), "--out", str(out), "--no-plots", "--quiet"], capsys)
+    assert code == 0, err
+    r = json.loads((out / "capacity.json").read_text())
+    d = r["directions"]["bytes_down"]
+    assert d["busy_hour_start"] == "2025-03-11 08:00"
+    assert d["mean_bps"] == pytest.approx(down[2 * 3600 : 3 * 3600].sum() * 8 / 3600)
