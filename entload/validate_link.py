@@ -57,6 +57,16 @@ class SizeClass:
     share: float  # probability that an arrival is of this class
 
 
+# Serial round trips of one transfer outside its fair-share data phase (new TCP connection, initial window of
+# 10 segments = 14.5 KB): the TCP handshake, one per HTTP request, and the slow-start flights of a transfer too
+# small to reach its share. On the namespace loopback every round trip crosses the one tbf FIFO twice (data one
+# way, ACKs/response the other), so each costs twice the mean queueing delay W of that FIFO.
+ROUND_TRIPS = {
+    "page": 3,  # handshake; GET + first 14.5 KB flight; second flight (38 KB in all)
+    "message": 3,  # handshake; draft POST; attachment response
+    "casier": 2,  # handshake; deposit response
+}
+
 DEFAULT_CLASSES = (
     SizeClass("page", "portal page", 0, 0.70),
     SizeClass("message", "message + 600 KB attachment", 600_000, 0.22),
@@ -459,7 +469,7 @@ async def _generate(spec: dict, out: Path) -> None:
         return rec
 
     async def wait_idle(max_s: float = 5.0) -> None:
-        """Let the link drain (no loopback bytes for 200 ms) so steps do not leak into each other."""
+        """Let the link drain (no loopback bytes for 100 ms) so steps do not leak into each other."""
         end = time.monotonic() + max_s
         last, quiet_since = read_lo_tx_bytes(), time.monotonic()
         while time.monotonic() < end:
@@ -467,7 +477,7 @@ async def _generate(spec: dict, out: Path) -> None:
             now_b = read_lo_tx_bytes()
             if now_b != last:
                 last, quiet_since = now_b, time.monotonic()
-            elif time.monotonic() - quiet_since >= 0.2:
+            elif time.monotonic() - quiet_since >= 0.1:
                 return
 
     if spec["mode"] == "calibrate":
@@ -760,6 +770,9 @@ def _collect(opts: Options, workdir: Path, private: Path) -> dict:
                 for t, b, d in backlog:
                     fh.write(f"{t - t0:.4f},{b},{d}\n")
             data = json.loads((workdir / "steps-transfers.json").read_text())
+            (workdir / "raw.json").write_text(json.dumps({**raw, "sizes": sizes, "steps": data["steps"],
+                                                           "link_csv": "steps-link.csv",
+                                                           "qdisc_csv": "steps-qdisc.csv"}, indent=1))
             raw.update({"sizes": sizes, "steps": data["steps"], "records": data["records"],
                         "qdisc": {str(k): v for k, v in qstats.items()},
                         "link_csv": str(workdir / "steps-link.csv"),
@@ -866,12 +879,14 @@ def analyse(raw: dict, opts: Options) -> dict:
             x_bits = 8 * sizes[c.name]["payload_bytes"]
             ce: dict = {"n": int(times.size)}
             overhead = sizes[c.name]["unloaded_s"] - x_bits / c_eff
+            latency_term = 2 * ROUND_TRIPS.get(c.name, 0) * (queue_delay or 0.0)
             if predicted_saturation:
                 ce["predicted_mean_s"] = ce["predicted_corrected_s"] = "saturation"
             else:
                 ps = float(ps_mean_transfer_time(x_bits, c_eff, rho_realised))
                 ce["predicted_mean_s"] = ps
-                ce["predicted_corrected_s"] = ps + overhead
+                ce["predicted_corrected_s"] = ps + overhead + latency_term
+                ce["correction_s"] = {"idle_overhead": overhead, "round_trips": latency_term}
                 ce["predicted_mean_s_at_target_rho"] = float(ps_mean_transfer_time(x_bits, c_eff, step["rho"]))
             if measured_saturation:
                 ce["measured_mean_s"] = "saturation"
@@ -886,6 +901,16 @@ def analyse(raw: dict, opts: Options) -> dict:
                 ce["error"] = ce["predicted_mean_s"] / ce["measured_mean_s"] - 1
                 ce["error_corrected"] = ce["predicted_corrected_s"] / ce["measured_mean_s"] - 1
             entry["classes"][c.name] = ce
+        # all classes together: by Little's law this is the mean number of transfers on the link over lambda
+        done = {k: v for k, v in entry["classes"].items() if isinstance(v.get("measured_mean_s"), float)}
+        n_all = sum(v["n"] for v in done.values())
+        if n_all and not predicted_saturation and len(done) == len(entry["classes"]):
+            agg = {"n": n_all}
+            for key in ("measured_mean_s", "predicted_mean_s", "predicted_corrected_s"):
+                agg[key] = sum(v["n"] * v[key] for v in done.values()) / n_all
+            agg["error"] = agg["predicted_mean_s"] / agg["measured_mean_s"] - 1
+            agg["error_corrected"] = agg["predicted_corrected_s"] / agg["measured_mean_s"] - 1
+            entry["all_transfers"] = agg
         # overflow of short windows: offered payload bits per window (arrival timestamps) against C_eff * T
         for window in WINDOWS_S:
             a_times = np.array([r["intended"] for r in arrivals])
