@@ -144,7 +144,7 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def _request_wire_bytes(response, context: dict) -> int:
+def request_wire_bytes(response, context: dict) -> int:
     """Bytes sent: the scenarios' count when given, else the request head geventhttpclient sent + the body."""
     given = context.get("request_bytes") if context else None
     if given is not None:
@@ -166,7 +166,7 @@ def _request_wire_bytes(response, context: dict) -> int:
     return size + 2 + (len(body) if isinstance(body, bytes | str) else 0)
 
 
-def _response_wire_bytes(response, response_length: int) -> int:
+def response_wire_bytes(response, response_length: int) -> int:
     """Bytes received: status line + headers + body as sent (Content-Length when present, else what was read)."""
     headers = getattr(response, "headers", None) if response is not None else None
     if not headers:
@@ -413,8 +413,8 @@ class RunMetrics:
         ep.duration.observe(seconds)
         ctx = context or {}
         ep.intended.observe(seconds + (ctx.get("lateness_s") or 0.0))
-        ep.response_bytes += _response_wire_bytes(response, response_length)
-        ep.request_bytes += _request_wire_bytes(response, ctx)
+        ep.response_bytes += response_wire_bytes(response, response_length)
+        ep.request_bytes += request_wire_bytes(response, ctx)
 
     @staticmethod
     def _failure_outcome(response, exception) -> str:
