@@ -81,10 +81,11 @@ def _time_map_from_run(run_dir: str, tz):
     base = dt.datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
 
     def to_sim(t: int) -> int:
-        return int(round(base + sim0 + (t - started) * k))
+        # a log stamp is the wall second a request fell in: map its middle, not its start (k/2 less bias)
+        return int(round(base + sim0 + (t + 0.5 - started) * k))
 
     def to_wall(s: int) -> int:
-        return int(round(started + (s - base - sim0) / k))
+        return int(round(started + (s - base - sim0) / k - 0.5))
 
     return to_sim, to_wall, manifest.get("day_type"), k
 

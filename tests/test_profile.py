@@ -1,0 +1,186 @@
+"""`entload profile`: outputs other commands accept as they are, no personal data in any output, and the
+round trip (an `entload run`'s own staging access log gives back the run's hourly shape and persona mix)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, shared_file
+
+from scenarios._profile import DEFAULT_RULES, evidence_rates
+from scenarios._workload import load_workload
+
+IPV4 = re.compile(rb"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+STRICT_CLF = re.compile(r'^(\S+) \S+ \S+ \[[^\]]+\] "[^"]*" \d{3} (\d+|-)$')
+
+
+def _profile(capsys, *args) -> str:
+    """The real CLI entry point, in process (saves re-importing scipy and matplotlib per call)."""
+    from entload.cli import main
+
+    capsys.readouterr()
+    rc = main(["profile", "--quiet", *args])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    return out
+
+
+def _output_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"workload.yaml", "bytes_per_second.csv", "profile.json", "report.md",
+                                       "arrivals_by_hour.png", "visit_durations.png", "top_routes_bytes.png"}
+    return files
+
+
+def _scan(files: list[Path], needles: set[str], patterns: list[re.Pattern] = ()) -> list[str]:
+    """Every output file, text or image, byte for byte: which needle or pattern occurs where."""
+    found = []
+    for path in files:
+        data = path.read_bytes()
+        low = data.lower()
+        for needle in needles:
+            if needle.lower().encode() in low:
+                found.append(f"{path.name}: {needle}")
+        for pat in patterns:
+            m = pat.search(data)
+            if m:
+                found.append(f"{path.name}: {m.group(0)!r}")
+    return found
+
+
+def test_nasa_profile_outputs_are_accepted_and_anonymous(tmp_path, capsys):
+    log = shared_file("data", "nasa-http-aug95-first-hour.log")
+    out = tmp_path / "nasa" / "workload.yaml"
+    stdout = _profile(capsys, str(log), "--out", str(out))
+    assert "malformed: 89" in stdout
+    # the workload: the scenarios' own loader (what `entload run --workload` uses) accepts it as is
+    workload = load_workload(out)
+    day = workload.day()
+    assert sum(p.visits for p in day.personas.values()) > 0
+    # the series: contiguous seconds, totals exact over the well-formed lines, readable by the capacity room
+    good_bytes = sum(0 if m.group(2) == "-" else int(m.group(2)) for line in open(log, encoding="latin-1")
+                     if (m := STRICT_CLF.match(line.rstrip("\n"))))
+    with open(out.parent / "bytes_per_second.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["time", "requests", "bytes_down"]
+    assert sum(int(r["bytes_down"]) for r in rows) == good_bytes
+    assert rows[0]["time"].startswith("1995-08-01T06:00:01+02:00")  # 00:00:01 -0400 in Europe/Paris
+    from capacity.series import load_series
+
+    series = load_series(out.parent / "bytes_per_second.csv")
+    assert series.step_s == 1.0 and float(series.directions["bytes_down"].sum()) == good_bytes
+    details = json.loads((out.parent / "profile.json").read_text())
+    assert details["malformed"] == 89 and len(details["malformed_examples"]) == 5
+    assert any(r["sizes"].get("fit") for r in details["routes"]) or all(
+        r["sizes"].get("fit_note") for r in details["routes"] if r["sizes"]["n"] >= 20)
+    # privacy: no client host name (from intact lines, or the first piece of a broken one), no IPv4 address
+    hosts = set()
+    for line in open(log, encoding="latin-1"):
+        first, _, rest = line.rstrip("\n").partition(" ")
+        if len(first) >= 6 and (not rest or rest.startswith("- ")):  # a host field, whole or cut short
+            hosts.add(first)
+    assert len(hosts) > 100
+    leaks = _scan(_output_files(out.parent), hosts, [IPV4])
+    assert not leaks, leaks[:10]
+
+
+_SHIM = '''"""Test shim: each visit gets its own client address (X-Forwarded-For, which the staging server's uvicorn
+trusts from loopback), as production visits come from many addresses while Locust here has one."""
+import importlib.machinery, os, random, sys
+
+class _Hook:
+    def find_spec(self, name, path=None, target=None):
+        if name != "scenarios._journeys":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run = spec.loader.exec_module
+        def exec_module(module):
+            run(module)
+            rng = random.Random(os.getpid())
+            init, call = module.Visit.__init__, module.Visit.call
+            def __init__(self, *a, **k):
+                init(self, *a, **k)
+                n = rng.getrandbits(24)
+                self._client_addr = f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}"
+            def call_(self, *a, **k):
+                k["headers"] = {**(k.get("headers") or {}), "X-Forwarded-For": self._client_addr}
+                return call(self, *a, **k)
+            module.Visit.__init__, module.Visit.call = __init__, call_
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, _Hook())
+'''
+
+
+def test_round_trip_of_an_entload_run(tmp_path, capsys):
+    """Replay 07:00-10:00 of the closure day (compressed 1800x), profile the staging ENT's own access logs,
+    and get the run's hourly arrivals and persona mix back within Poisson (binomial) noise."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(_SHIM)
+    env = {**os.environ, "PYTHONPATH": str(shim)}
+    run = subprocess.run(
+        [sys.executable, "-m", "entload", "run", "--day-in", "6s", "--from", "07:00", "--to", "10:00",
+         "--scale", "0.008", "--seed", "3", "--out", str(tmp_path), "--run-id", "rt", "--no-progress"],
+        capture_output=True, text=True, cwd=REPO, timeout=180, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    folder = tmp_path / "rt"
+    logs = [folder / "staging-access.log", folder / "staging-access-enseigno.log"]
+    clients = {line.split(" ", 1)[0] for line in open(logs[0])}
+    assert len(clients) > 100, "the shim did not give visits their own client addresses"
+    out = tmp_path / "profile" / "workload.yaml"
+    _profile(capsys, *map(str, logs), "--run", str(folder), "--out", str(out))
+    details = json.loads((out.parent / "profile.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+
+    # hourly shape: visits started per simulated hour vs the arrivals the run recorded, at the resolution the
+    # log has (a log stamp is a wall second, i.e. k simulated seconds, read at its middle); tolerance: 4 sigma
+    # of Poisson noise plus 2 (a visit whose first request lands in the next wall second)
+    with open(folder / "timeseries.csv", newline="") as fh:
+        rows = [(int(r["t_s"]), float(r["sim_clock_s"]), int(r["arrivals"]), float(r["arrivals_target"]))
+                for r in csv.DictReader(fh)]
+    k = json.loads((folder / "manifest.json").read_text())["compression"]
+    origin = min(s - k * t for t, s, _, _ in rows)  # sim clock at t_s = 0 (rows before the start are clamped)
+    achieved = [0] * 24
+    for t, _s, n, _target in rows:
+        achieved[int((origin + k * (t + 0.5)) // 3600) % 24] += n
+    (day_type,) = details["hourly_visits"]
+    observed = [sum(v[h] for v in details["hourly_visits"][day_type].values()) for h in range(24)]
+    for hour in range(24):
+        e, o = achieved[hour], observed[hour]
+        assert abs(o - e) <= 4 * math.sqrt(max(e, 1)) + 2, (hour, o, e, observed, achieved)
+    # and the day's total against the workload's target (Poisson)
+    target = sum(r[3] for r in rows)
+    assert abs(sum(observed) - target) <= 4 * math.sqrt(target) + 3, (sum(observed), target)
+    assert sum(observed[7:10]) > 0.9 * sum(observed)
+
+    # persona mix: identified / P(evidence) estimates each persona's visits; binomial noise of that estimate
+    started = {p: v["visits_started"] for p, v in summary["personas"].items()}
+    rates = evidence_rates(load_workload(), DEFAULT_RULES)
+    estimated = details["personas_estimated"]
+    for persona, n in started.items():
+        e = rates[persona]
+        sigma = math.sqrt(n * (1 - e) / e) if e < 1 else 0.0
+        assert abs(estimated.get(persona, 0) - n) <= 4 * sigma + 3, (persona, estimated, started, rates)
+    load_workload(out)  # and the replayable workload is accepted as is
+
+    # privacy: no account login, user id, display name, client address or loopback address in any output
+    accounts = tmp_path / "accounts.csv"
+    subprocess.run([sys.executable, "-m", "entload", "staging", "--export-accounts", str(accounts), "--seed", "3"],
+                   check=True, capture_output=True, cwd=REPO, timeout=60)
+    with open(accounts, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    needles = {r["login"] for r in rows} | {r["display_name"] for r in rows} | {r["password"] for r in rows}
+    needles |= {c for c in clients if c != "127.0.0.1"} | {"127.0.0.1"}
+    id_patterns = [re.compile(rb"(?<![\w-])" + re.escape(r["user_id"].encode()) + rb"(?![\w-])") for r in rows]
+    leaks = _scan(_output_files(out.parent), needles, [IPV4, *id_patterns[:400]])
+    assert not leaks, leaks[:10]
