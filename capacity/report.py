@@ -123,8 +123,10 @@ def limits(r: dict) -> list[str]:
         if not rec["timescale_observed"]:
             by_h = rec["required_bps_by_hurst"]
             lo, hi = min(by_h.values()), max(by_h.values())
+            span = (f"{pts[0]['timescale_s']:g}–{pts[-1]['timescale_s']:g} s" if len(pts) > 1
+                    else f"only {pts[0]['timescale_s']:g} s")
             out.append(f"{d}: T = {r['timescale_s']:g} s is outside the measured timescales "
-                       f"({pts[0]['timescale_s']:g}–{pts[-1]['timescale_s']:g} s): C(T, ε) is extrapolated and ranges "
+                       f"({span}): C(T, ε) is extrapolated and ranges "
                        f"{rate(lo)}–{rate(hi)} for H = 0.5…0.9.")
     if r["series"]["compression"] != 1:
         out.append(f"The run was compressed ×{r['series']['compression']:g}: nothing below "
