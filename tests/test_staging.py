@@ -366,3 +366,19 @@ def test_sessions_and_quota_hold_across_workers(staging_factory, tmp_path, worke
     assert r.status == 200
     _, r, _ = on_fresh_connection("GET", "/auth/oauth2/userinfo", {"Cookie": cookie})
     assert r.status == 401
+
+
+@pytest.mark.parametrize("students", [1, 37, 601, 3000])
+def test_seeded_relations_are_consistent(students):
+    d = directory(students, 5)
+    for k in range(d.n_classes):
+        teachers = d.class_teachers(k)
+        assert teachers and all(d.exists("t", t) and k in d.teacher_classes(t) for t in teachers)
+        assert len(d.class_students(k)) > 0
+    for s in range(students):
+        assert d.parents_of(s) and all(s in d.children_of(p) for p in d.parents_of(s))
+    for p in range(students):
+        assert all(p in d.parents_of(c) for c in d.children_of(p))
+    teachers = [t for t in range(d.n_colleges * d.tpc) if d.exists("t", t)]
+    assert teachers and all(d.teacher_classes(t) for t in teachers)
+    assert d.parse("s-0") == ("s", 0) and d.parse(f"s-{students}") is None and d.parse("s-01") is None
