@@ -630,9 +630,10 @@ class Ingest:
                                     tcache.clear()
                                 tcache[ts] = t
                         if t is not None:
-                            sb = p[2].split()
-                            if len(sb) == 2:
-                                st, bs = sb
+                            sb = p[2]  # ' 200 1839 ' (combined) or ' 200 1839\n' (common)
+                            if sb[4:5] == " " and sb[0] == " " and sb[-1] <= " ":
+                                st = sb[1:4]
+                                bs = sb[5:-1]
                                 if bs.isdigit():
                                     b = int(bs)
                                 elif bs == "-":

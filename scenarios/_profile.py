@@ -371,6 +371,11 @@ def build_workload(summary: dict, template, *, name: str, unknown_as: str,
     for persona, steps in raw["journeys"].items():
         observed = durations.get(persona, {}).get("mean")
         modelled = template.mean_think_s(persona)
+        resolution = summary.get("time_resolution_s", 1.0)
+        if observed and resolution > 0.05 * observed:
+            notes.append(f"{persona}: think times kept: the log's time resolution ({resolution:g} s of the day per "
+                         f"stamp) is too coarse for a {observed:.0f} s visit")
+            continue
         if observed and modelled and summary["personas"].get(persona, 0) >= 20:
             factor = max(observed, 1.0) / modelled
             for st in steps:
@@ -505,13 +510,20 @@ def write_report(summary: dict, notes: list[str], outputs: dict[str, str], folde
     ]
     if summary["malformed_examples"]:
         lines += ["## Damaged lines (masked)", "", "```"] + summary["malformed_examples"] + ["```", ""]
-    lines += ["## Personas", "", "| persona | visits | share | median duration (s) | median requests |",
-              "| --- | ---: | ---: | ---: | ---: |"]
+    lines += ["## Personas", "",
+              "A visit's persona is the first rule its routes match; `unknown` visits showed no evidence. "
+              "The estimate divides identified visits by the share of that persona's visits the template's "
+              "journeys expect to show evidence.", "",
+              "| persona | visits | share | evidence rate | estimated visits | median duration (s) | median requests |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     total = summary["visits"] or 1
+    rates, est = summary.get("evidence_rates", {}), summary.get("personas_estimated", {})
     for p, n in summary["personas"].items():
         d = summary["visit_duration_s"].get(p, {})
         r = summary["requests_per_visit"].get(p, {})
-        lines.append(f"| {p} | {n:,} | {n / total:.1%} | {d.get('p50', '')} | {r.get('p50', '')} |")
+        rate = f"{rates[p]:.0%}" if p in rates else ""
+        e = f"{est[p]:,.0f}" if p in est else ""
+        lines.append(f"| {p} | {n:,} | {n / total:.1%} | {rate} | {e} | {d.get('p50', '')} | {r.get('p50', '')} |")
     th = summary["think_time_s"]
     if th:
         lines += ["", f"Think time between requests of a visit (gaps >= 1 s): median {th['p50']} s, "
@@ -538,7 +550,7 @@ def write_report(summary: dict, notes: list[str], outputs: dict[str, str], folde
 
 def write_outputs(state: _logparse.Ingest, *, out: Path, tz: ZoneInfo, day_type: str | None,
                   template_path: str | None, unknown_as: str, to_wall=None, clock: LocalClock | None = None,
-                  rules: list[tuple[str, str, str]] | None = None) -> dict:
+                  rules: list[tuple[str, str, str]] | None = None, resolution_s: float = 1.0) -> dict:
     """Write workload, bytes_per_second.csv, profile.json, report.md and plots; returns their paths."""
     import yaml
 
@@ -546,6 +558,7 @@ def write_outputs(state: _logparse.Ingest, *, out: Path, tz: ZoneInfo, day_type:
     clock = clock or LocalClock(tz)
     summary = summarise(state, clock, day_type=day_type, workload=template)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", out.stem) or "profile"
+    summary["time_resolution_s"] = resolution_s
     rates = evidence_rates(template, rules or DEFAULT_RULES)
     summary["evidence_rates"] = {p: round(r, 4) for p, r in rates.items()}
     identified = {p: n for p, n in summary["personas"].items() if p != UNKNOWN}

@@ -138,6 +138,7 @@ def run(args) -> int:
         _logparse.STATIC_SEGMENTS.update(seg for seg in route.path.split("/") if seg and not seg.startswith(":"))
 
     to_sim = to_wall = None
+    k = 1.0
     day_type = args.day_type
     if args.run:
         to_sim, to_wall, run_day_type, k = _time_map_from_run(args.run, tz)
@@ -159,7 +160,7 @@ def run(args) -> int:
         state = _logparse.ingest(
             args.logs, args.format,
             key=args.key.encode() if args.key else None,
-            timeout_s=int(timeout * (1 if to_sim is None else 1)),
+            timeout_s=int(timeout),
             persona_rules=_profile.compile_rules(rules),
             progress=progress, local_bucket=clock.bucket, time_map=to_sim,
         )
@@ -169,7 +170,7 @@ def run(args) -> int:
     try:
         outputs = _profile.write_outputs(
             state, out=Path(args.out), tz=tz, day_type=day_type, template_path=template,
-            unknown_as=args.unknown_as, to_wall=to_wall, clock=clock, rules=rules,
+            unknown_as=args.unknown_as, to_wall=to_wall, clock=clock, rules=rules, resolution_s=k,
         )
     except (_profile.ProfileError, WorkloadError) as exc:
         raise InputError(f"cannot build a workload from {', '.join(args.logs)}: {exc}") from None
