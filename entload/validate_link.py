@@ -588,8 +588,15 @@ class Options:
     classes: tuple[SizeClass, ...] = DEFAULT_CLASSES
     calibration_repeats: dict = field(default_factory=lambda: {"page": 6, "message": 3, "casier": 2})
 
-    def resolved_warmup(self) -> float:
-        return self.warmup_s if self.warmup_s is not None else max(2.0, 0.1 * self.duration_s)
+    def resolved_warmup(self, rho: float = 0.0, mean_service_s: float = 0.0) -> float:
+        """User's choice, else 10 % of the step (>= 2 s), stretched up to one step duration towards the queue's
+        relaxation time E[S]/(1 - sqrt(rho))^2, so that high loads are measured in their steady state."""
+        if self.warmup_s is not None:
+            return self.warmup_s
+        base = max(2.0, 0.1 * self.duration_s)
+        if 0 < rho < 1 and mean_service_s > 0:
+            base = max(base, min(self.duration_s, mean_service_s / (1 - math.sqrt(rho)) ** 2))
+        return base
 
     def resolved_drain(self) -> float:
         return self.drain_limit_s if self.drain_limit_s is not None else self.duration_s
@@ -731,7 +738,7 @@ def _collect(opts: Options, workdir: Path, private: Path) -> dict:
                 # at or above capacity the only result is "saturation": a short step confirms it
                 sat = rho >= 1
                 steps.append({"rho": rho, "arrival_rate": rho * opts.rate_bps / (8 * mean_wire),
-                              "warmup_s": opts.resolved_warmup(),
+                              "warmup_s": opts.resolved_warmup(rho, 8 * mean_wire / opts.rate_bps),
                               "duration_s": min(opts.duration_s, SATURATION_STEP_S) if sat else opts.duration_s,
                               "drain_limit_s": min(opts.resolved_drain(), SATURATION_DRAIN_S) if sat
                               else opts.resolved_drain()})
@@ -861,8 +868,14 @@ def analyse(raw: dict, opts: Options) -> dict:
         failed = [r for r in measured if r["error"] not in (None, "cancelled") or (r["status"] or 0) >= 400]
         predicted_saturation = step["rho"] >= 1 or rho_realised >= 1
         measured_saturation = bool(unfinished)
+        # M/G/1 relaxation time ~ E[S] / (1 - sqrt(rho))^2 (M/M/1 form): a step whose warm-up is shorter starts
+        # from an empty link that has not reached its steady state, and its measured means come out low
+        mean_service = mean_wire * 8 / rate
+        relax = mean_service / (1 - math.sqrt(rho_realised)) ** 2 if rho_realised < 1 else math.inf
         entry = {
             "rho": step["rho"], "rho_realised": rho_realised, "rho_carried": rho_carried,
+            "relaxation_time_s": relax if math.isfinite(relax) else None,
+            "stationary": bool(step["warmup_s"] >= relax),
             "arrival_rate_per_s": step["arrival_rate"], "duration_s": step["duration_s"],
             "warmup_s": step["warmup_s"], "transfers": len(measured), "unfinished": len(unfinished),
             "failed": len(failed), "dropped": step.get("dropped", 0),
@@ -962,16 +975,24 @@ def markdown_table(res: dict) -> str:
         f"of HTTP payload ({link['payload_efficiency'] * 100:.1f} % of the tbf rate).",
         "",
         "| ρ target | ρ realised | class | n | measured mean | measured p95 | PS x/(C(1−ρ)) | error | "
-        "PS + overhead | error |",
+        "PS + correction | error |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for st in res["steps"]:
-        for name, c in st["classes"].items():
+        mark = "" if st.get("stationary", True) or st["status"] == "saturation" else " †"
+        rows = list(st["classes"].items())
+        if st.get("all_transfers"):
+            rows.append(("**all**", st["all_transfers"]))
+        for name, c in rows:
             lines.append(
-                f"| {st['rho']:g} | {st['rho_realised']:.2f} | {name} | {c['n']} | {_fmt_s(c.get('measured_mean_s'))} | "
+                f"| {st['rho']:g} | {st['rho_realised']:.2f}{mark} | {name} | {c['n']} | {_fmt_s(c.get('measured_mean_s'))} | "
                 f"{_fmt_s(c.get('measured_p95_s'))} | {_fmt_s(c.get('predicted_mean_s'))} | {_fmt_err(c.get('error'))} | "
                 f"{_fmt_s(c.get('predicted_corrected_s'))} | {_fmt_err(c.get('error_corrected'))} |"
             )
+    lines += ["", "Error = predicted / measured − 1. Correction = idle overhead of the class (calibration) + 2 × "
+              "round trips × the mean tbf queueing delay W measured in the step (docs/validate-link.md). "
+              "† the warm-up was shorter than the queue's relaxation time E[S]/(1−√ρ)²: the step had not reached its "
+              "steady state, so its measured means are biased low."]
     lines += ["", "| ρ target | window T | predicted P(A(T) > C·T) | measured (offered) | link full (≥95 %) |",
               "| --- | --- | --- | --- | --- |"]
     for st in res["steps"]:

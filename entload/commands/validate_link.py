@@ -22,7 +22,8 @@ def add_arguments(parser):
     parser.add_argument("--duration-per-step", default="60s", metavar="DUR",
                         help="measured time per utilisation, after a warm-up (default 60s)")
     parser.add_argument("--warmup", default=None, metavar="DUR",
-                        help="load before measuring each step (default 10 %% of the step, at least 2s)")
+                        help="load before measuring each step (default 10 %% of the step, at least 2s, "
+                             "stretched up to one step towards the queue's relaxation time at high loads)")
     parser.add_argument("--drain-limit", default=None, metavar="DUR",
                         help="longest wait for measured transfers to finish, load still on (default: one step)")
     parser.add_argument("--latency", default="50ms", metavar="DUR",
@@ -95,9 +96,9 @@ def run(args) -> int:
     opts = vl.Options(rate_bps=rate, utilisations=rhos, out=out, duration_s=duration, warmup_s=warmup,
                       drain_limit_s=drain, latency_s=latency, seed=args.seed, staging_config=config,
                       congestion_control=cc)
-    per_step = opts.resolved_warmup() + duration
     print(f"validate-link: {format_rate(rate)}, utilisations {', '.join(f'{r:g}' for r in rhos)}, "
-          f"{per_step:.0f}s per step (+ drain up to {opts.resolved_drain():.0f}s) -> {out}", flush=True)
+          f"{duration:.0f}s measured per step after a warm-up (+ drain up to {opts.resolved_drain():.0f}s) "
+          f"-> {out}", flush=True)
     try:
         res, paths = vl.validate(opts)
     except RuntimeError as exc:
