@@ -116,6 +116,10 @@ def merge(settings: dict[str, Any], over: Any, where: str, runtime_only: bool = 
             if not _is_number(v) or v < 0:
                 raise ConfigError(f"{where}: key 'upload_quota_mib' must be a number >= 0, got {v!r}")
             out[k] = v
+        elif k == "upload_quota_window_s":
+            if v is not None and (not _is_number(v) or v <= 0):
+                raise ConfigError(f"{where}: key 'upload_quota_window_s' must be a positive number or null, got {v!r}")
+            out[k] = v
         elif k == "news_feed_enabled":
             if not isinstance(v, bool):
                 raise ConfigError(f"{where}: key 'news_feed_enabled' must be true or false, got {v!r}")

@@ -296,6 +296,7 @@ class Context:
         self.faults: list = []
         self.news_enabled = True
         self.upload_quota = int(settings["upload_quota_mib"] * 1024 * 1024)
+        self.upload_window_s = settings["upload_quota_window_s"]
         self.idle_s = float(settings["session_idle_s"])
         self.refresh_runtime()
 

@@ -449,7 +449,7 @@ class EntApp(App):
     async def _upload(self, req, budget_owner: int):
         """Count an upload against `budget_owner`'s quota; returns (filename, size). Multipart or raw body."""
         quota, shared = self.ctx.upload_quota, self.ctx.shared
-        budget = max(0, quota - shared.upload_usage(budget_owner))
+        budget = max(0, quota - shared.upload_usage(budget_owner, self.ctx.upload_window_s))
         ctype = req.headers.get(b"content-type", b"")
         if ctype.startswith(b"multipart/"):
             _, files = await req.multipart(budget)
@@ -469,7 +469,7 @@ class EntApp(App):
                 if msg["type"] == "http.disconnect" or not msg.get("more_body"):
                     break
             name = "upload.bin"
-        if not shared.reserve_upload(budget_owner, size, quota):
+        if not shared.reserve_upload(budget_owner, size, quota, self.ctx.upload_window_s):
             raise HTTPError(413, ERR_QUOTA)
         self.ctx.counters["uploads_bytes"] += size
         return name, size
@@ -520,7 +520,8 @@ class EntApp(App):
         sender = f"{req.user[0]}-{req.user[1]}"
         for uid in recipients:
             who = d.parse(uid)
-            if who is None or not self.ctx.shared.reserve_upload(d.number(*who), size, self.ctx.upload_quota):
+            if who is None or not self.ctx.shared.reserve_upload(d.number(*who), size, self.ctx.upload_quota,
+                                                                 self.ctx.upload_window_s):
                 failure += 1
                 continue
             success += 1

@@ -10,6 +10,7 @@ Fixed-size arrays only: memory is decided at start and never grows.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
 import os
@@ -31,6 +32,7 @@ class SharedState:
         self.head = RawArray("q", 4)
         self.lock = ctx.Lock()
         self.usage = RawArray("q", max(1, n_users))
+        self.usage_epoch = RawArray("q", 1)
         self.usage_lock = ctx.Lock()
         self.blob = RawArray("c", _BLOB)
         self.meta = RawArray("q", 2)  # length, version
@@ -125,15 +127,27 @@ class SharedState:
         self.head[0] -= freed
 
     # -- upload quota --------------------------------------------------------------------------------------
-    def reserve_upload(self, user_no: int, nbytes: int, quota: int) -> bool:
+    def _roll_window(self, window_s: float | None, now: float | None) -> None:
+        """Start a new quota window when due: everyone's usage goes back to zero (caller holds the lock)."""
+        if window_s:
+            epoch = int((now or time.time()) // window_s)
+            if epoch != self.usage_epoch[0]:
+                ctypes.memset(self.usage, 0, ctypes.sizeof(self.usage))
+                self.usage_epoch[0] = epoch
+
+    def reserve_upload(self, user_no: int, nbytes: int, quota: int, window_s: float | None = None,
+                       now: float | None = None) -> bool:
         with self.usage_lock:
+            self._roll_window(window_s, now)
             if self.usage[user_no] + nbytes > quota:
                 return False
             self.usage[user_no] += nbytes
             return True
 
-    def upload_usage(self, user_no: int) -> int:
-        return self.usage[user_no]
+    def upload_usage(self, user_no: int, window_s: float | None = None, now: float | None = None) -> int:
+        with self.usage_lock:
+            self._roll_window(window_s, now)
+            return self.usage[user_no]
 
     # -- stats -----------------------------------------------------------------------------------------------
     def publish_stats(self, worker: int, counters: dict) -> None:

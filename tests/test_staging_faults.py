@@ -143,7 +143,7 @@ def test_admin_refuses_bad_settings(faulty):
 
 def test_session_quota_and_upload_quota(staging_factory, tmp_path):
     cfg = tmp_path / "small.yaml"
-    cfg.write_text("session_quota: 2\nupload_quota_mib: 1\nlimits:\n  drafts: 20\n")
+    cfg.write_text("session_quota: 2\nupload_quota_mib: 1\nupload_quota_window_s: null\nlimits:\n  drafts: 20\n")
     st = staging_factory("--config", str(cfg))
     a = login(st.url, "student.1")
     login(st.url, "student.2")
@@ -182,6 +182,22 @@ def test_session_quota_and_upload_quota(staging_factory, tmp_path):
     login(st.url, "student.4")
 
 
+def test_upload_quota_window_starts_again(staging_factory, tmp_path):
+    cfg = tmp_path / "window.yaml"
+    cfg.write_text("upload_quota_mib: 1\nupload_quota_window_s: 1\n")
+    st = staging_factory("--config", str(cfg))
+    s = login(st.url, "teacher.2")
+
+    def upload():
+        return s.post(f"{st.url}/workspace/document", files={"file": ("a.bin", b"x" * (700 * 1024))}, timeout=10)
+
+    time.sleep(1 - time.time() % 1)  # start at the beginning of a window
+    assert upload().status_code == 200
+    assert upload().status_code == 413
+    time.sleep(1.05 - time.time() % 1)  # the next window
+    assert upload().status_code == 200
+
+
 BAD_CONFIGS = [
     ("sesion_quota: 5\n", "unknown key 'sesion_quota'"),
     ("session_quota: many\n", "key 'session_quota'"),
@@ -190,6 +206,7 @@ BAD_CONFIGS = [
     ('faults:\n  - route: "/x"\n    slowdown: fast\n', "key 'faults[0].slowdown'"),
     ("sizes:\n  login_pag: 3\n", "unknown key 'sizes.login_pag'"),
     ("news_feed_enabled: 3\n", "key 'news_feed_enabled'"),
+    ("upload_quota_window_s: -1\n", "key 'upload_quota_window_s'"),
     ("faults: [\n", "not valid YAML"),
     ("- 1\n- 2\n", "expected a mapping"),
 ]
