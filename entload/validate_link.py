@@ -152,12 +152,16 @@ class Netns:
         ]
 
     def create(self) -> Netns:
+        existing = set(list_namespaces())
+        while self.name in existing:  # never adopt (and later delete) a namespace we did not make
+            self.name = NS_PREFIX + secrets.token_hex(4)
+            self.marker = MARKER_DIR / self.name
         MARKER_DIR.mkdir(parents=True, exist_ok=True)
         self.marker.write_text(json.dumps({"name": self.name, "pid": os.getpid(), "created": time.time()}))
         with Netns._lock:
             Netns._live.append(self)
+        self.created = True  # before `ip netns add`: an interrupt in between still deletes it
         _run(["ip", "netns", "add", self.name])
-        self.created = True
         _run(["ip", "-n", self.name, "link", "set", "lo", "mtu", str(MTU), "up"])
         _run(["tc", "-n", self.name, "qdisc", "add", "dev", "lo", "root", "handle", "1:", *self.tbf_args()])
         return self
