@@ -1,4 +1,11 @@
-"""The staging ENT: ODE / Open ENT NG routes (reference/ent-routes.md) with the shapes of docs/contracts.md."""
+"""The staging ENT: ODE / Open ENT NG routes (reference/ent-routes.md) with the shapes of docs/contracts.md.
+
+Shared by all worker processes (staging/shared.py): live sessions and the quota, upload usage, runtime faults.
+Kept per process, bounded by `limits:` (defaults.yaml): drafts and sent messages, document metadata,
+acknowledgements. With --workers N a draft made on one process may be sent through another (ids are
+opaque and accepted); read back elsewhere, it comes out as a generated message. Everything else a journey
+reads (lists, messages, walls, diaries) is derived from ids and the seed, so every process serves the same.
+"""
 
 from __future__ import annotations
 
