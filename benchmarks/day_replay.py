@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = json.loads((run / "summary.json").read_text())
     manifest = json.loads((run / "manifest.json").read_text())
-    fid = fidelity(read_timeseries(run / "timeseries.csv"))
+    fid = fidelity(read_timeseries(run / "timeseries.csv"), summary=summary)
     a = summary["arrivals"]
     targets = persona_targets(manifest)
     total_t = sum(targets.values())

@@ -11,7 +11,7 @@ by side in one run against one embedded staging ENT, three Locust processes with
 It samples each process's resident memory with `ps` every few seconds and prints, per variant, RSS after
 warm-up and at the end, and the growth rate over the second half (MB per hour of run), plus ratios.
 
-    .venv/bin/python -m benchmarks.soak_memory [--minutes 12] [--users 6] [--endpoints 40]
+    .venv/bin/python -m benchmarks.soak_memory [--minutes 15] [--users 1] [--endpoints 40]
 
 This file is also the soak's locustfile (Locust imports it with `-f`).
 """
@@ -38,7 +38,7 @@ if os.environ.get("ENTLOAD_SOAK_LOCUSTFILE") == "1":  # imported by Locust as th
     class SoakUser(FastHttpUser):
         """A steady stream of cheap requests spread over many endpoint names (as a day's ~60 routes)."""
 
-        wait_time = constant(0.02)
+        wait_time = constant(0.1)
         i = 0
 
         @task
@@ -75,8 +75,8 @@ def slope_mb_per_h(points: list[tuple[float, float]]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, default=12.0, help="soak length (default 12)")
-    ap.add_argument("--users", type=int, default=6, help="users per variant (default 6)")
+    ap.add_argument("--minutes", type=float, default=15.0, help="soak length (default 15)")
+    ap.add_argument("--users", type=int, default=1, help="users per variant (default 1: ~90 req/s)")
     ap.add_argument("--endpoints", type=int, default=SOAK_ENDPOINTS, help="distinct request names (default 40)")
     ap.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS samples")
     args = ap.parse_args(argv)

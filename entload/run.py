@@ -190,7 +190,6 @@ class EmbeddedStaging:
         return _staging_common(self.config, self.seed)
 
     def start(self) -> None:
-        export_accounts(self.accounts, self.config, self.seed)
         base = [sys.executable, "-m", "entload", "staging"]
         args = base + ["--host", "127.0.0.1", "--port", str(self.port), "--enseigno-port", str(self.eport),
                        "--access-log", str(self.run_dir / "staging-access.log"),
@@ -199,6 +198,7 @@ class EmbeddedStaging:
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)  # fmt: skip
         log.close()
+        export_accounts(self.accounts, self.config, self.seed)  # while the server boots
         deadline = time.monotonic() + STAGING_READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -49,6 +49,9 @@ DISTRIBUTED_LAG_S = 6  # workers report every 3 s (Locust's WORKER_REPORT_INTERV
 HISTORY_MAX = 720  # Locust's stats.history entries kept for its HTML report (decimated beyond)
 PER_SEC_KEEP_S = 30  # Locust's per-second counters older than this are dropped (it reads the last 12 s)
 REPORT_KEY = "entload_recorder"
+SIM_BUCKET_S = 600  # fidelity unit of the issue: arrivals per simulated 10 minutes
+INTENDED_PER_S = 4  # resolution of the intended-arrival tally (keys per wall second)
+TARGET_TICK_S = 1.0  # the scenarios' scheduler reports the target once per 1 s tick, at the tick's start
 #: benchmarks/soak_memory.py's reference variant only: leave Locust's per-run state unbounded
 UNBOUNDED = os.environ.get("ENTLOAD_RECORDER_UNBOUNDED_LOCUST_STATS") == "1"
 
@@ -184,6 +187,9 @@ class Collector:
 
     def reset(self) -> None:
         self.seconds: dict[int, dict] = {}
+        # arrivals by *intended* time (quarter-second keys): [achieved, dropped, late]; target per tick
+        self.intended: dict[int, list[int]] = {}
+        self.targets: list[list[float]] = []
         self.endpoints: dict[str, dict] = {}
         self.personas: dict[str, dict] = {}
         self.reservoirs: dict[str, Reservoir] = getattr(self, "reservoirs", {})
@@ -242,7 +248,18 @@ class Collector:
             r = self.reservoirs[key] = Reservoir(self.rng)
         r.add(lat, intended, not failed)
 
+    def _intended(self, intended_at) -> list[int]:
+        q = int(float(intended_at if intended_at is not None else time.time()) * INTENDED_PER_S)
+        row = self.intended.get(q)
+        if row is None:
+            row = self.intended[q] = [0, 0, 0]
+        return row
+
     def on_visit_started(self, persona, intended_at=None, started_at=None, late=False, **_kw):
+        row = self._intended(intended_at)
+        row[0] += 1
+        if late:
+            row[2] += 1
         b = self._second(time.time())
         b["a"] += 1
         if late:
@@ -259,10 +276,13 @@ class Collector:
         self.active = max(0, self.active - 1)
 
     def on_arrival_dropped(self, persona=None, intended_at=None, **_kw):
+        self._intended(intended_at)[1] += 1
         self._second(time.time())["d"] += 1
 
     def on_arrival_target(self, rate_per_s=0.0, expected_in_tick=0.0, **_kw):
-        self._second(time.time())["tg"] += float(expected_in_tick or 0)
+        now = time.time()
+        self._second(now)["tg"] += float(expected_in_tick or 0)
+        self.targets.append([now, float(expected_in_tick or 0)])
 
     def snapshot(self, users: int) -> None:
         """Once a wall second: the active visits and users gauges of this process."""
@@ -279,6 +299,8 @@ class Collector:
         cur.setdefault("u", self.users)
         data = {
             "seconds": self.seconds,
+            "intended": self.intended,
+            "targets": self.targets,
             "endpoints": self.endpoints,
             "personas": self.personas,
             "samples": {k: [r.seen, r.take_changes()] for k, r in self.reservoirs.items() if r.changed},
@@ -384,6 +406,7 @@ class Aggregator:
         self.personas: dict[str, dict] = {}
         self.totals = _new_second()
         self.mirrors: dict[str, dict[str, Reservoir]] = {}  # worker id -> endpoint -> reservoir
+        self.sim_buckets: dict[int, list[float]] = {}  # simulated 10-min bucket -> [target, achieved, dropped, late]
         self.complete = False
         self.end_reason = "running"
         self._last_summary = 0.0
@@ -428,12 +451,43 @@ class Aggregator:
             for k in ("started", "ok", "failed", "quota", "bd", "bu", "dsum"):
                 mine[k] += pe[k]
             hist_merge(mine["dh"], pe["dh"])
+        self._merge_sim_buckets(data.get("intended", {}), data.get("targets", []))
         mirror = self.mirrors.setdefault(source, {})
         for key, (seen, rows) in data.get("samples", {}).items():
             r = mirror.get(key)
             if r is None:
                 r = mirror[key] = Reservoir(self.rng)
             r.apply_changes(seen, rows)
+
+    def _spread(self, t0: float, wall_a: float, wall_b: float, values: tuple[float, ...], first: int) -> None:
+        """Add `values` (into columns first...) spread evenly over the simulated interval of [wall_a, wall_b)."""
+        sim_a = self.from_s + (wall_a - t0) * self.k
+        sim_b = self.from_s + (wall_b - t0) * self.k
+        width = max(sim_b - sim_a, 1e-9)
+        b = int(sim_a // SIM_BUCKET_S)
+        while True:
+            lo, hi = max(sim_a, b * SIM_BUCKET_S), min(sim_b, (b + 1) * SIM_BUCKET_S)
+            frac = max(0.0, hi - lo) / width
+            if frac > 0:
+                row = self.sim_buckets.setdefault(b, [0.0, 0.0, 0.0, 0.0])
+                for i, v in enumerate(values):
+                    row[first + i] += v * frac
+            if (b + 1) * SIM_BUCKET_S >= sim_b:
+                break
+            b += 1
+
+    def _merge_sim_buckets(self, intended: dict, targets: list) -> None:
+        """Arrivals per simulated 10 minutes: achieved/dropped/late by their *intended* time, the target by
+        its scheduler tick, both mapped through the simulated clock (origin t0, compression k)."""
+        if not intended and not targets:
+            return
+        t0 = self.origin() or self.start
+        for q, (achieved, dropped, late) in intended.items():
+            q = int(q)
+            self._spread(t0, q / INTENDED_PER_S, (q + 1) / INTENDED_PER_S, (achieved, dropped, late), 1)
+        for wall, expected in targets:
+            tick = t0 + math.floor((wall - t0) / TARGET_TICK_S + 1e-3) * TARGET_TICK_S
+            self._spread(t0, tick, tick + TARGET_TICK_S, (expected,), 0)
 
     # -- writing ---------------------------------------------------------------------------------------
     def _last_gauges(self) -> tuple[dict, dict]:
@@ -510,6 +564,11 @@ class Aggregator:
             "bytes": {"down": t["bd"], "up": t["bu"]},
             "per_visit_bytes": per_visit,
             "visit_duration_s": durations,
+            "arrivals_by_sim_bucket": [
+                {"from_s": b * SIM_BUCKET_S, "target": round(v[0], 2), "achieved": round(v[1], 2),
+                 "dropped": round(v[2], 2), "late": round(v[3], 2)}
+                for b, v in sorted(self.sim_buckets.items())
+            ],  # fmt: skip
         }
 
     def write_summary(self) -> None:
