@@ -315,7 +315,11 @@ def test_large_departement_starts_fast_and_logs_in(staging_factory):
     s = staging_factory("--students", "75000", "--seed", "3")
     sess = login(s.url, "student.74999", 75000, 3)
     assert sess.get(f"{s.url}/auth/oauth2/userinfo", timeout=10).json()["userId"] == "s-74999"
-    out = (s.workdir / f"staging-{s.url.rsplit(':', 1)[1]}.out").read_text()
+    out_file = s.workdir / f"staging-{s.url.rsplit(':', 1)[1]}.out"
+    deadline = time.monotonic() + 15  # /healthz answers as soon as a worker is up; `ready` follows
+    while "ready" not in out_file.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out = out_file.read_text()
     assert "ready" in out and "75000 students" in out
 
 
