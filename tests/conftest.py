@@ -104,12 +104,19 @@ def start_staging(workdir: Path, *extra: str, timeout: float = 30.0) -> Staging:
     out = open(workdir / f"staging-{port}.out", "wb")
     proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     url, eurl = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{eport}"
+    out_path = workdir / f"staging-{port}.out"
     try:
         wait_http(url + "/healthz", timeout, proc)
         wait_http(eurl + "/healthz", timeout, proc)
+        # /healthz answers as soon as one worker is up; `ready` is printed once all of them are.
+        deadline = time.monotonic() + timeout
+        while b"ready" not in out_path.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("staging ENT never printed its ready line")
+            time.sleep(0.05)
     except Exception:
         stop_process(proc)
-        raise RuntimeError((workdir / f"staging-{port}.out").read_text(errors="replace")[-2000:]) from None
+        raise RuntimeError(out_path.read_text(errors="replace")[-2000:]) from None
     return Staging(url, eurl, proc, workdir, access_log, args)
 
 
