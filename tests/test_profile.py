@@ -183,3 +183,34 @@ def test_round_trip_of_an_entload_run(tmp_path, capsys):
     id_patterns = [re.compile(rb"(?<![\w-])" + re.escape(r["user_id"].encode()) + rb"(?![\w-])") for r in rows]
     leaks = _scan(_output_files(out.parent), needles, [IPV4, *id_patterns[:400]])
     assert not leaks, leaks[:10]
+
+
+def test_persona_rules_default_and_configurable(tmp_path):
+    from scenarios import _logparse
+    from scenarios._profile import compile_rules, load_rules
+
+    ua = "Mozilla/5.0"
+    log = tmp_path / "ent.log"
+    lines = []
+    for i, (ip, path, method) in enumerate([
+        ("10.0.0.1", "/schoolbook/relation/acknowledge/w-1/s-4", "POST"),  # carnet signed: parent
+        ("10.0.0.2", "/rack/list", "GET"),  # casier collected: teacher
+        ("10.0.0.3", "/rack", "POST"),  # casier deposit: student
+        ("10.0.0.4", "/timeline/lastNotifications", "GET"),  # no evidence: unknown
+    ]):
+        for j, p in enumerate(["/auth/login", path, "/auth/logout"]):
+            m = method if j == 1 else "GET"
+            lines.append(f'{ip} - - [12/Mar/2020:08:3{i}:0{j} +0100] "{m} {p} HTTP/1.1" 200 100 "-" "{ua}"')
+    log.write_text("\n".join(lines) + "\n")
+    state = _logparse.ingest([str(log)], persona_rules=compile_rules(DEFAULT_RULES), key=b"k")
+    assert state.visit_summary.persona_counts == {"parent": 1, "teacher": 1, "student": 1, "unknown": 1}
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- {persona: parent, route: GET /timeline/*}\n")
+    state = _logparse.ingest([str(log)], persona_rules=compile_rules(load_rules(str(rules))), key=b"k")
+    assert state.visit_summary.persona_counts == {"parent": 1, "unknown": 3}
+    rules.write_text("- {persona: pupil, route: GET /x}\n")
+    import pytest
+
+    from scenarios._profile import ProfileError
+    with pytest.raises(ProfileError, match="persona must be one of"):
+        load_rules(str(rules))
