@@ -336,9 +336,11 @@ def test_pushgateway_keeps_two_runs_apart(stack, staging, tmp_path):
     locustfile = tmp_path / "probe.py"
     locustfile.write_text(PLAIN_LOCUSTFILE)
     csv_prefix = tmp_path / "probe"
-    subprocess.run(locust_cmd(locustfile, staging.url, "-u", "2", "-r", "2", "-t", "2s", "--run-id", "e2e-second",
-                              "--pushgateway", stack.pushgateway, "--json-file", str(csv_prefix)),
-                   cwd=tmp_path, check=True, capture_output=True, timeout=60)  # fmt: skip
+    probe = subprocess.run(locust_cmd(locustfile, staging.url, "-u", "2", "-r", "2", "-t", "2s", "--run-id", "e2e-second",
+                                      "--pushgateway", stack.pushgateway, "--json-file", str(csv_prefix)),
+                           cwd=tmp_path, capture_output=True, timeout=60)  # fmt: skip
+    log = probe.stderr.decode(errors="replace")[-2000:]
+    assert probe.returncode == 0, log
     groups = json.loads(http_get(stack.pushgateway + "/api/v1/metrics"))["data"]
     by_run = {}
     for g in groups:
@@ -346,6 +348,6 @@ def test_pushgateway_keeps_two_runs_apart(stack, staging, tmp_path):
         assert labels["job"] == "entload"
         reqs = g.get("entload_requests_total", {}).get("metrics", [])
         by_run[labels["run_id"]] = sum(float(m["value"]) for m in reqs)
-    assert set(by_run) >= {RUN_ID, "e2e-second"}
+    assert set(by_run) >= {RUN_ID, "e2e-second"}, (by_run, log)
     assert by_run[RUN_ID] == locust_stats(stack.stats_prefix)["Aggregated"]["requests"]
-    assert by_run["e2e-second"] == locust_stats(csv_prefix)["Aggregated"]["requests"] > 0
+    assert by_run["e2e-second"] == locust_stats(csv_prefix)["Aggregated"]["requests"] > 0, log
