@@ -12,9 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO, shared_file
 
-from scenarios._profile import DEFAULT_RULES, evidence_rates
+from scenarios._profile import DEFAULT_RULES, ProfileError, evidence_rates
 from scenarios._workload import load_workload
 
 IPV4 = re.compile(rb"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
@@ -209,8 +210,5 @@ def test_persona_rules_default_and_configurable(tmp_path):
     state = _logparse.ingest([str(log)], persona_rules=compile_rules(load_rules(str(rules))), key=b"k")
     assert state.visit_summary.persona_counts == {"parent": 1, "unknown": 3}
     rules.write_text("- {persona: pupil, route: GET /x}\n")
-    import pytest
-
-    from scenarios._profile import ProfileError
     with pytest.raises(ProfileError, match="persona must be one of"):
         load_rules(str(rules))
