@@ -197,3 +197,12 @@ def test_input_error_caught_inside_locust_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.count("\n") == 1 and str(bad) in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "bad").exists()
+
+
+def test_enseigno_defaults_to_the_port_after_a_loopback_host():
+    """`entload staging --port P` serves Enseigno on P+1; a remote host gets no guess."""
+    from entload.commands.run import _enseigno_next_to
+
+    assert _enseigno_next_to("http://127.0.0.1:8080") == "http://127.0.0.1:8081"
+    assert _enseigno_next_to("http://[::1]:8080") == "http://[::1]:8081"
+    assert _enseigno_next_to("https://ent.example.org") is None

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--host", help="ENT base URL (loopback, or allow-listed with --allow-host); default: start the embedded "
       "staging ENT on free loopback ports")
-    a("--enseigno-host", metavar="URL", help="Enseigno base URL when --host is given (default: the scenarios')")
+    a("--enseigno-host", metavar="URL", help="Enseigno base URL when --host is given (default for a loopback "
+      "--host: its port + 1, as `entload staging` serves it)")
     a("--workload", metavar="FILE", help="workload YAML (default: scenarios/workload.yaml)")
     a("--day-in", metavar="DUR", default=None,
       help="replay the window (default the whole day) in this wall time, e.g. 1h, 10m; compression "
@@ -65,6 +66,19 @@ def _int(value: str, option: str, low: int, high: int | None = None) -> int:
     return n
 
 
+def _enseigno_next_to(host: str) -> str | None:
+    """`entload staging --port P` serves Enseigno on P+1: the default for a loopback --host with a port."""
+    from urllib.parse import urlsplit
+
+    from entload.hostsafety import is_loopback_host
+
+    parts = urlsplit(host)
+    if parts.port and parts.hostname and is_loopback_host(parts.hostname) and parts.port < 65535:
+        netloc = parts.netloc.rsplit(":", 1)[0] + f":{parts.port + 1}"
+        return f"{parts.scheme}://{netloc}"
+    return None
+
+
 def build_options(args):
     """argparse namespace -> validated RunOptions (one-line UsageError/InputError on any bad value)."""
     from entload import runstore
@@ -80,6 +94,8 @@ def build_options(args):
         opts.host = check_host(args.host.rstrip("/"), allow, "--host")
     if args.enseigno_host:
         opts.enseigno_host = check_host(args.enseigno_host.rstrip("/"), allow, "--enseigno-host")
+    elif opts.host:
+        opts.enseigno_host = _enseigno_next_to(opts.host)
     opts.allow_hosts = allow
     opts.day_in = args.day_in or conf["day-in"]
     opts.day_in_s = parse_duration(opts.day_in, "--day-in")
