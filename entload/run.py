@@ -144,6 +144,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if `entload run` itself dies (even by SIGKILL), so no staging
+    server or Locust process outlives it (Linux prctl PR_SET_PDEATHSIG; a no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))
+    except Exception:
+        pass
+
+
 def _http_ok(url: str) -> bool:
     try:
         urllib.request.urlopen(url, timeout=1).read()
@@ -196,7 +207,7 @@ class EmbeddedStaging:
                        "--workers", str(self.workers)] + self._common()  # fmt: skip
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)  # fmt: skip
+                                     start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
         log.close()
         export_accounts(self.accounts, self.config, self.seed)  # while the server boots
         deadline = time.monotonic() + STAGING_READY_TIMEOUT_S
@@ -285,7 +296,7 @@ class LocustProcesses:
             log = open(log_path, "wb")
             self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                start_new_session=True, env=_locust_env(),
-                                               cwd=self.run_dir))  # fmt: skip
+                                               cwd=self.run_dir, preexec_fn=_die_with_parent))  # fmt: skip
             log.close()
 
     def interrupt(self) -> None:
