@@ -1028,7 +1028,8 @@ def plot(res: dict, path: Path) -> None:
                     ax1.scatter(p, m, marker=markers.get(name, "x"), facecolors=face,
                                 edgecolors=f"C{list(markers).index(name) if name in markers else 3}",
                                 color=None if face else f"C{list(markers).index(name) if name in markers else 3}")
-                    ax1.annotate(f"{st['rho']:g}", (p, m), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                    ax1.annotate(f"{st['rho_realised']:.2f}", (p, m), fontsize=7, xytext=(3, 3),
+                                 textcoords="offset points")
                     lo, hi = min(lo, p, m), max(hi, p, m)
     if hi > 0:
         xs = [lo / 1.5, hi * 1.5]
@@ -1038,10 +1039,10 @@ def plot(res: dict, path: Path) -> None:
         ax1.set_xscale("log")
         ax1.set_yscale("log")
     for name, mk in markers.items():
-        ax1.scatter([], [], marker=mk, color=f"C{list(markers).index(name)}", label=f"{name} (filled: + overhead)")
+        ax1.scatter([], [], marker=mk, color=f"C{list(markers).index(name)}", label=f"{name} (open: PS, filled: + correction)")
     ax1.set_xlabel("predicted mean transfer time (s)")
     ax1.set_ylabel("measured mean transfer time (s)")
-    ax1.set_title("Processor sharing x / (C(1−ρ)), labels = ρ")
+    ax1.set_title("Mean transfer time, PS x / (C(1−ρ)); labels = realised ρ")
     ax1.legend(fontsize=7, loc="upper left")
     for k, window in enumerate(WINDOWS_S):
         pts = [(ov["predicted"], ov["measured"], st["rho"]) for st in res["steps"] for ov in st["overflow"]
@@ -1055,7 +1056,7 @@ def plot(res: dict, path: Path) -> None:
     ax2.set_ylim(0, 1)
     ax2.set_xlabel("predicted P(A(T) > C·T) (Gaussian, μ and v(T))")
     ax2.set_ylabel("measured fraction of windows")
-    ax2.set_title("Overflow of short windows, labels = ρ")
+    ax2.set_title("Overflow of short windows; labels = target ρ")
     ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
