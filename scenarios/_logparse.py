@@ -78,11 +78,6 @@ _SLOW = re.compile(
 _TS = re.compile(r"^(\d{2})/([A-Z][a-z]{2})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$")
 _PREFIX = re.compile(r"^\S+ \S+ \S+ $")
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-_HEX = re.compile(r"^[0-9a-fA-F]{8,}$")
-_NUMERIC = re.compile(r"^[0-9][0-9._:,-]*$")
-_TOKENISH = re.compile(r"^[A-Za-z0-9_\-=+%]{16,}$")
-_EMAIL = re.compile(r"[^/@\s]+@[^/@\s]+")
 _SAFE_QVALUE = re.compile(r"^(?:true|false|\d{1,3}|\d{1,4}x\d{1,4}|[A-Z][A-Z_]{1,15})$")
 _SAFE_QKEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 
@@ -123,29 +118,23 @@ _SEGMENT_CACHE: dict[str, str] = {}
 #: path segments known to be literal route words even though they hold digits (`oauth2`): taken from the
 #: workload's route map by `entload profile`, so `/auth/oauth2/userinfo` stays a route, not `/auth/:id/...`
 STATIC_SEGMENTS: set[str] = {"oauth2", "v1", "v2", "v3", "api2", "html5", "ie11", "mp3", "mp4", "h264", "utf8"}
-_WORD_NUMBER = re.compile(r"^[A-Za-z]{1,16}[-_.]?\d+$")
+_DIGIT = re.compile(r"\d")
 
 
 def _classify_segment(seg: str) -> str:
-    """`:id`, `:email`, `:user` or the segment itself; called once per segment the cache has not seen."""
-    n = len(seg)
+    """`:id`, `:email`, `:user` or the segment itself; called once per segment the cache has not seen.
+
+    Any segment holding a digit is an id (`42`, uuids, `s-12`, `m-I6-0-17`, `photo3.jpg`) unless the route
+    map names it as a literal word (`oauth2`): ids come in too many shapes to list, and a route word
+    rarely has a digit, so this errs on the side of hiding.
+    """
     if seg in STATIC_SEGMENTS:
         return seg
-    if n == 36 and seg[8] == "-" and seg[13] == "-" and seg[18] == "-" and seg[23] == "-":
-        return ":id"  # uuid shape: an id whether or not every character is hex
     if "@" in seg or "%40" in seg:
         return ":email"
     if seg[0] == "~":
         return ":user"
-    if seg[0].isdigit() and _NUMERIC.match(seg):
-        return ":id"
-    if n >= 8 and _HEX.match(seg) and any(c.isdigit() for c in seg):
-        return ":id"
-    if _WORD_NUMBER.match(seg):  # s-42, class-3, student.0, user12: a word and a number name one thing
-        return ":id"
-    if n > 64 or (
-        n >= 16 and _TOKENISH.match(seg) and any(c.isdigit() for c in seg) and any(c.isalpha() for c in seg)
-    ):
+    if len(seg) > 64 or _DIGIT.search(seg):
         return ":id"
     return seg
 
@@ -368,6 +357,7 @@ class Ingest:
         self.route_next: list[int] = []  # count at which the next reservoir replacement happens
         self.route_persona: list[int] = []
         self.route_w: list[float] = []
+        self.route_queries: list[set[str]] = []  # sanitised query shapes seen (see sanitize_query)
         self._rcache: dict[str, int] = {}
         self._tcache: dict[str, int] = {}
         self._icache: dict[str, bytes] = {}
@@ -404,6 +394,14 @@ class Ingest:
                     if rx.search(name):
                         mask |= 1 << i
                 self.route_persona.append(mask)
+                self.route_queries.append(set())
+        q = request.find("?")
+        if q >= 0:  # the shapes of the query strings a route takes, values only when enumeration-like
+            shapes = self.route_queries[rid]
+            if len(shapes) < 8:
+                shape = sanitize_query(request[q + 1 :].rsplit(" ", 1)[0])
+                if shape:
+                    shapes.add(shape)
         if ":id" not in name and ":email" not in name and ":user" not in name:
             # cache only requests that can repeat: one with an id in its path is a one-off, and keeping
             # it would fill memory (and the allocator) with strings that never hit again

@@ -235,6 +235,7 @@ def summarise(state: _logparse.Ingest, clock: LocalClock, *, day_type: str | Non
             "share": round(state.route_count[rid] / total_req, 6),
             "bytes_down": state.route_bytes[rid],
             "errors": state.route_errors[rid],
+            "query_shapes": sorted(state.route_queries[rid]),
             "sizes": fit_sizes(state.route_samples[rid]),
         })
     routes.sort(key=lambda r: -r["requests"])

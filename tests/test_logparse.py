@@ -123,6 +123,10 @@ def test_gzip_and_several_files_equal_one_plain_file(tmp_path):
     ("GET /~alice/index.html HTTP/1.0", "GET /:user/index.html"),
     ("GET /rack/get/5f3e2a9b1c0d HTTP/1.1", "GET /rack/get/:id"),
     ("GET /timeline/lastNotifications?page=0&token=abc123 HTTP/1.1", "GET /timeline/lastNotifications"),
+    ("GET /conversation/message/m-I6-0-17 HTTP/1.1", "GET /conversation/message/:id"),
+    ("POST /api/exercises/ex-44-3/answers HTTP/1.1", "POST /api/exercises/:id/answers"),
+    ("GET /rack/get/devoir_maths_3.jpg HTTP/1.1", "GET /rack/get/:id"),
+    ("GET /assets/js/ent.bundle.js HTTP/1.1", "GET /assets/js/ent.bundle.js"),
     ("\\x16\\x03\\x01", _logparse.INVALID_ROUTE),
 ])
 def test_route_templates_hide_ids(request_line, route):

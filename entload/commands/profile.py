@@ -32,8 +32,9 @@ def add_arguments(parser):
     parser.add_argument("--day-type", metavar="NAME",
                         help="treat every date as this day type (default: from the French calendar, zone C)")
     parser.add_argument("--unknown-as", default="spread", metavar="PERSONA",
-                        help="visits with no persona evidence in the workload: spread (pro rata of identified "
-                             "ENT personas, default), drop, or a persona name; profile.json keeps them as unknown")
+                        help="visits with no persona evidence, in the workload: spread (default: each identified "
+                             "persona takes the share its journeys are expected to leave without evidence), drop, "
+                             "or a persona name; profile.json and the report keep them as unknown")
     parser.add_argument("--key", metavar="SECRET",
                         help="key of the client hash (default: random per run; it is never written)")
     parser.add_argument("--run", metavar="DIR",
