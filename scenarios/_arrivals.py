@@ -60,6 +60,7 @@ class Scheduler:
         self.started_by_persona: dict[str, int] = defaultdict(int)
         self.expected_sent = 0.0
         self.dropped_since_report = 0
+        self.handed = 0  # tickets handed to a user whose visit has not begun yet
         self.max_lateness_s = 0.0
         # observed mean wall duration of visits per persona (EWMA), for Little's law with real durations
         self.mean_duration: dict[str, float] = {p: plan.mean_visit_wall_s(p) for p in plan.personas}
@@ -107,11 +108,17 @@ class Scheduler:
         bucket = int(arrival.sim_t // BUCKET_S)
         self.scheduled[bucket] += 1
         self.scheduled_by_persona[arrival.persona] += 1
-        idle = self.idle.get(arrival.persona)
+        self._hand(Ticket(arrival, intended_at), bucket)
+
+    def _hand(self, ticket: Ticket, bucket: int) -> None:
+        idle = self.idle.get(ticket.arrival.persona)
         if idle:
             _, slot = idle.popitem(last=False)
-            slot.set(Ticket(arrival, intended_at))
+            slot.set(ticket)
+            self.handed += 1
             return
+        intended_at = ticket.intended_at
+        arrival = ticket.arrival
         self.dropped[bucket] += 1
         self.dropped_since_report += 1
         ev.arrival_dropped.fire(persona=arrival.persona, intended_at=intended_at)
@@ -123,11 +130,18 @@ class Scheduler:
         idle[user_key] = slot
         try:
             return slot.get()
+        except BaseException:
+            # the user was stopped (Locust killed its greenlet) after being handed a ticket: pass it on
+            if slot.ready() and slot.successful():
+                self.handed -= 1
+                self._hand(slot.value, int(slot.value.arrival.sim_t // BUCKET_S))
+            raise
         finally:
             idle.pop(user_key, None)
 
     def visit_began(self, ticket: Ticket, started_at: float) -> tuple[float, bool]:
         """Record the start of a ticket's visit; returns (lateness_s, late)."""
+        self.handed = max(0, self.handed - 1)
         lateness = max(0.0, started_at - ticket.intended_at)
         late = lateness > self.tolerance
         bucket = int(ticket.arrival.sim_t // BUCKET_S)
@@ -150,6 +164,7 @@ class Scheduler:
         state = {
             "personas": {p: [self.users.get(p, 0), self.busy.get(p, 0), len(self.idle.get(p, ()))]
                          for p in set(self.users) | set(self.idle)},
+            "handed": self.handed,
             "dropped": self.dropped_since_report,
             "done": self.done,
             "durations": dict(self.mean_duration),
@@ -158,7 +173,8 @@ class Scheduler:
         return state
 
     def active_visits(self) -> int:
-        return sum(self.busy.values())
+        """Visits in progress, and those handed to a user that has not begun them yet."""
+        return sum(self.busy.values()) + self.handed
 
     def counts(self) -> dict:
         """Totals and per-bucket counts of this process (JSON-friendly)."""

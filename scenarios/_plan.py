@@ -162,15 +162,18 @@ class ReplayPlan:
         lam = self.max_rate(max(sim_a - back, self.from_s), min(sim_b, self.to_s), persona) * self.k
         return lam * d_wall
 
-    def pool_need(self, persona: str, sim_a: float, sim_b: float, duration_s: float | None = None) -> int:
+    def pool_need(self, persona: str, sim_a: float, sim_b: float, duration_s: float | None = None,
+                  processes: int = 1) -> int:
         """Virtual users this persona needs: L + 4 sqrt(L) (visits in progress are Poisson with mean L in
-        an M/G/infinity system), times the headroom, at least 1."""
-        lam = self.concurrency(persona, sim_a, sim_b, duration_s)
-        return max(1, math.ceil((lam + 4.0 * math.sqrt(lam) + 1.0) * self.workload.arrivals["headroom"]))
+        an M/G/infinity system), times the headroom, at least 1. With several processes each one needs that
+        margin for its own share L/n."""
+        n = max(1, processes)
+        lam = self.concurrency(persona, sim_a, sim_b, duration_s) / n
+        return n * max(1, math.ceil((lam + 4.0 * math.sqrt(lam) + 1.0) * self.workload.arrivals["headroom"]))
 
-    def peak_pool(self) -> dict[str, int]:
+    def peak_pool(self, processes: int = 1) -> dict[str, int]:
         """Pool each persona needs at its busiest moment of the window."""
-        return {p: self.pool_need(p, self.from_s, self.to_s) for p in self.personas}
+        return {p: self.pool_need(p, self.from_s, self.to_s, processes=processes) for p in self.personas}
 
     def drain_s(self) -> float:
         """Wall seconds visits in flight may take after the window: three mean visits, bounded."""

@@ -39,6 +39,7 @@ class Runtime:
     pool_users: dict[str, int] = field(default_factory=dict)
     worker_reports: dict[str, dict] = field(default_factory=dict)
     counts_at_end: dict | None = None
+    pending_clock: dict | None = None  # a worker's clock message, applied once the master's options are in
 
     # -- configuration ----------------------------------------------------------------------------------
     def configure(self, environment) -> Runtime:
@@ -118,9 +119,10 @@ class Runtime:
             return self.scheduler.pool_state()
         if not self.worker_reports:
             return None
-        merged: dict = {"personas": {}, "dropped": 0, "done": True, "durations": {}}
+        merged: dict = {"personas": {}, "dropped": 0, "done": True, "durations": {}, "handed": 0}
         for rep in self.worker_reports.values():
             merged["dropped"] += rep.get("dropped", 0)
+            merged["handed"] += rep.get("handed", 0)
             merged["done"] = merged["done"] and rep.get("done", False)
             for p, d in rep.get("durations", {}).items():
                 merged["durations"][p] = max(d, merged["durations"].get(p, 0.0))

@@ -51,12 +51,16 @@ class EntDayShape(LoadTestShape):
         self.pool = 0
         self.weights: dict[str, int] = {}
         self.clock_sent_to: set[str] = set()
+        self.shares: dict[str, int] = {}
+        #: wall epoch at which the simulated clock reads the window's start (read by the exporters' recorder;
+        #: kept after the test ends, so the last rows still map to the simulated clock)
         self.t0: float | None = None
         self.ended_at: float | None = None
+        self.finished = False
 
-    def reset_time(self):
-        super().reset_time()
-        self._reset_state()
+    def mark_finished(self) -> None:
+        """The test ended: the next tick (a new test in the same process) starts a new day."""
+        self.finished = True
 
     # -- sizing -------------------------------------------------------------------------------------------
     def _processes(self) -> int:
@@ -76,9 +80,10 @@ class EntDayShape(LoadTestShape):
         # the pool split by weights must give each persona its need: N >= need_p * W / w_p
         share = 0.0
         for p in weights:
-            need = plan.pool_need(p, sim_now, sim_ahead, durations.get(p))
-            b = busy.get(p, 0)
-            need = max(need, math.ceil((b + 4.0 * math.sqrt(b) + 1.0) * plan.workload.arrivals["headroom"]))
+            n = self._processes()
+            need = plan.pool_need(p, sim_now, sim_ahead, durations.get(p), processes=n)
+            b = busy.get(p, 0) / n
+            need = max(need, n * math.ceil((b + 4.0 * math.sqrt(b) + 1.0) * plan.workload.arrivals["headroom"]))
             share = max(share, need / weights[p])
         per_process_min = len(weights) * self._processes()
         return max(per_process_min, math.ceil(share * total_w * self.growth))
@@ -92,6 +97,8 @@ class EntDayShape(LoadTestShape):
     def tick(self):
         runner = self.runner
         env = runner.environment
+        if self.finished:
+            self._reset_state()
         if RUNTIME.plan is None:
             try:
                 RUNTIME.configure(env)
@@ -103,18 +110,21 @@ class EntDayShape(LoadTestShape):
         RUNTIME.open_model = True
         now = time.time()
         procs = self._processes()
-        if not self.weights:
-            self.weights = plan.peak_pool()
+        if not self.weights:  # the weights Locust's dispatcher splits the pool by (set at init)
+            self.weights = {c.persona: c.weight for c in env.user_classes
+                            if getattr(c, "persona", None) in plan.personas} or plan.peak_pool()
         if self.t0 is None:
             initial = self._needed(now)
-            warmup = 2.0 + initial / (WARMUP_SPAWN_RATE * procs)
+            # workers learn the clock one tick after their first spawn job: give them time
+            warmup = 2.0 + initial / (WARMUP_SPAWN_RATE * procs) + (3.0 if isinstance(runner, MasterRunner) else 0)
             self.t0 = now + warmup
             log.info("school day: %s, window %s-%s in %.0fs (k=%.3g), scale %g, seed %d, %d expected arrivals; "
                      "pool %d, clock starts in %.1fs", plan.day_type, _hhmm(plan.from_s), _hhmm(plan.to_s),
                      plan.wall_duration_s, plan.k, plan.scale, plan.seed, round(plan.expected_total()), initial,
                      warmup)
         if isinstance(runner, MasterRunner):
-            self._send_clock(runner)
+            if self.pool:  # after the first spawn jobs: workers have the options and the host by then
+                self._send_clock(runner)
         elif RUNTIME.scheduler is None or RUNTIME.t0 != self.t0:
             RUNTIME.start_scheduler(self.t0, 0, 1)
         state = RUNTIME.pool_state() if now >= self.t0 else None
@@ -123,7 +133,7 @@ class EntDayShape(LoadTestShape):
         end_wall = plan.wall_at(self.t0, plan.to_s)
         if now >= end_wall:
             state = state or {}
-            active = sum(busy for _u, busy, _i in state.get("personas", {}).values())
+            active = sum(busy for _u, busy, _i in state.get("personas", {}).values()) + state.get("handed", 0)
             if self.ended_at is None:
                 self.ended_at = now
                 log.info("window over; draining %d visits in flight (at most %.0fs)", active, plan.drain_s())
@@ -203,22 +213,33 @@ def _on_test_start(environment, **_kw):
             environment.runner.quit()
         return
     RUNTIME.open_model = isinstance(environment.shape_class, EntDayShape)
+    if isinstance(environment.runner, WorkerRunner):
+        _apply_clock(environment)
 
 
 @events.test_stop.add_listener
 def _on_test_stop(environment, **_kw):
     RUNTIME.reset()
     if isinstance(environment.shape_class, EntDayShape):
-        environment.shape_class._reset_state()
+        environment.shape_class.mark_finished()
 
 
 def _on_clock(environment, msg, **_kw):
-    data = msg.data
+    RUNTIME.pending_clock = dict(msg.data)
+    _apply_clock(environment)
+
+
+def _apply_clock(environment) -> None:
+    """Start this worker's scheduler once it has both the master's clock and the master's options."""
+    data = RUNTIME.pending_clock
+    if not data:
+        return
     try:
         RUNTIME.configure(environment)
     except (ScenarioError, WorkloadError) as exc:
         log.error("entload scenarios: %s", exc)
         return
+    RUNTIME.pending_clock = None
     RUNTIME.open_model = True
     RUNTIME.start_scheduler(float(data["t0"]), int(data["share_index"]), int(data["share_count"]))
 
