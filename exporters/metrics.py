@@ -62,6 +62,7 @@ _ID_SEGMENT = re.compile(
       | (?=[^/]*\d)[0-9a-fA-F]{8,}            # hex id with a digit (ObjectId, sha)
       | (?=[^/]*\d)(?=[^/]*[A-Za-z])[\w.~=-]{16,}  # long token mixing letters and digits
       | [^/@]+@[^/@]+                         # an e-mail address
+      | (?=(?:[^/\d]*\d){2})[^/]+             # two digits or more (m-I6-0-17, ex-44-3); one is a name (oauth2, v2)
     )$""",
     re.VERBOSE,
 )

@@ -54,7 +54,10 @@ def value_sum(text: bytes, name: str) -> float:
         ("http://127.0.0.1:8080/conversation/list/INBOX?page=3&unread=true", "/conversation/list/INBOX"),
         ("/schoolbook/list/0/4012", "/schoolbook/list/[id]/[id]"),
         ("/users/eleve.dupont@ent.example/avatar", "/users/[id]/avatar"),
+        ("/conversation/message/m-I6-0-17", "/conversation/message/[id]"),  # the staging ENT's ids
+        ("/api/exercises/ex-44-3/answers", "/api/exercises/[id]/answers"),
         ("/api/v2/paths", "/api/v2/paths"),  # a version segment is part of the route
+        ("/auth/oauth2/userinfo", "/auth/oauth2/userinfo"),
         ("/timeline/lastNotifications", "/timeline/lastNotifications"),
         ("login", "login"),  # a non-path name (custom Locust request) is kept
     ],
@@ -227,8 +230,9 @@ class Reader(FastHttpUser):
             if i == N:  # quit from a greenlet of its own: runner.quit() kills every user, this one included
                 gevent.spawn(self.environment.runner.quit)
             raise StopUser()
-        kind = i % 3  # ids as ENTs make them: numbers, ObjectIds, UUIDs
-        mid = str(10_000_000 + i) if kind == 0 else f"{i:024x}" if kind == 1 else str(uuid.UUID(int=i))
+        kind = i % 4  # ids as ENTs make them: numbers, ObjectIds, UUIDs, the staging ENT's own (m-I6-0-17)
+        mid = (str(10_000_000 + i) if kind == 0 else f"{i:024x}" if kind == 1 else str(uuid.UUID(int=i))
+               if kind == 2 else f"m-I{i % 97}-{i // 97}-{i % 13}")
         if i % 2:  # as the scenarios do: the route template as the name
             self.client.get(f"/conversation/message/{mid}", name="/conversation/message/[id]")
         else:  # a locustfile that forgot name=: raw URLs must not become labels either
