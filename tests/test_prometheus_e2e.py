@@ -249,6 +249,7 @@ def test_prometheus_counts_exactly_what_locust_counted(stack):
     sel = f'run_id="{RUN_ID}"'
     # counters only grow: the last value each series reached is its max over the run
     got = scalar(stack.prometheus, f"sum(max_over_time(entload_requests_total{{{sel}}}[5m]))", at)
+    print(f"requests: Prometheus {got:.0f}, Locust {total} ({failures} failed)")
     assert got == total
     got_failed = promql(stack.prometheus, f'sum(max_over_time(entload_requests_total{{{sel},outcome!="ok"}}[5m]))', at)
     assert (float(got_failed[0]["value"][1]) if got_failed else 0.0) == failures
@@ -280,6 +281,8 @@ def test_histogram_p95_agrees_with_locust_within_a_bucket(stack):
         locust_p95 = locust_ms / 1000.0
         lower, upper = bucket_bounds(prom_p95)
         slack = locust_rounding(locust_ms)
+        print(f"p95 {key}: Prometheus {prom_p95 * 1000:.1f} ms in bucket ({lower * 1000:g}, {upper * 1000:g}] ms, "
+              f"Locust {locust_ms:g} ms ({row['requests']} requests)")
         assert lower - slack <= locust_p95 <= upper + slack, (key, prom_p95, locust_p95, (lower, upper))
         checked += 1
     assert checked >= 3
