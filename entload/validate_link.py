@@ -122,11 +122,19 @@ def clean_stale_namespaces() -> list[str]:
         if info.get("name") != marker.name or _pid_alive(int(info.get("pid", 0))):
             continue
         if marker.name in existing:
+            _kill_namespace_pids(marker.name)
             _run(["ip", "netns", "del", marker.name], check=False)
             removed.append(marker.name)
         with contextlib.suppress(OSError):
             marker.unlink()
     return removed
+
+
+def _kill_namespace_pids(name: str) -> None:
+    """Kill what still runs inside one of *our* namespaces (e.g. a server whose parent was SIGKILLed)."""
+    for pid in _run(["ip", "netns", "pids", name], check=False).stdout.split():
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
 
 
 class Netns:
@@ -212,6 +220,7 @@ class Netns:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(3)
         if self.created:
+            _kill_namespace_pids(self.name)  # anything left inside is ours (e.g. uvicorn workers)
             _run(["tc", "-n", self.name, "qdisc", "del", "dev", "lo", "root"], check=False)
             _run(["ip", "netns", "del", self.name], check=False)
             self.created = False
@@ -560,7 +569,16 @@ async def _generate(spec: dict, out: Path) -> None:
     _emit("done", records=len(records))
 
 
+def _die_with_parent() -> None:
+    """Linux PR_SET_PDEATHSIG: if the orchestrator is killed outright, the load stops too."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 def generator_main(argv: list[str]) -> int:
+    _die_with_parent()
     spec = json.loads(Path(argv[0]).read_text())
     out = Path(argv[1])
     try:

@@ -167,3 +167,33 @@ def test_sigint_removes_namespace_and_qdisc(tmp_path):
     assert proc.returncode == 130, stderr[-1500:]
     assert not (created & set(vl.list_namespaces()))
     assert not any((vl.MARKER_DIR / n).exists() for n in created)
+
+
+@pytest.mark.root
+@pytest.mark.timeout(60)
+def test_stale_namespace_cleaned_only_if_ours(tmp_path):
+    """A run killed outright (SIGKILL) leaks its namespace; the next run removes it because its marker names
+    a dead creator. An `entload-*` namespace without our marker is left alone."""
+    need_root()
+    foreign = vl.NS_PREFIX + "foreign" + os.urandom(3).hex()
+    subprocess.run(["ip", "netns", "add", foreign], check=True)
+    try:
+        before = our_namespaces()
+        proc = _run_cli(["--rate", "20Mbit", "--utilisations", "0.3", "--duration-per-step", "60s",
+                         "--out", str(tmp_path / "val")])
+        deadline = time.monotonic() + 30
+        leaked: set[str] = set()
+        while time.monotonic() < deadline and not leaked:
+            leaked = our_namespaces() - before
+            time.sleep(0.2)
+        assert leaked
+        time.sleep(2)
+        proc.kill()
+        proc.communicate(timeout=10)
+        assert leaked <= set(vl.list_namespaces())  # SIGKILL: no handler ran
+        removed = vl.clean_stale_namespaces()
+        assert leaked <= set(removed)
+        assert not (leaked & set(vl.list_namespaces()))
+        assert foreign in vl.list_namespaces() and foreign not in removed
+    finally:
+        subprocess.run(["ip", "netns", "del", foreign], check=False)
