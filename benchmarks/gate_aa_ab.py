@@ -4,8 +4,8 @@
 
 Builds: A = the staging ENT holding every response for its modelled service time (fault knob `slowdown: 2.0` on
 `/*`, i.e. service time x 1 added: the stock staging answers in microseconds, so without it a "1.3x" knob has
-nothing to multiply); B = the same with the `/conversation/*` group 30 % slower (`slowdown: 2.3`, service time
-x 1.3). Runs: 3 A runs to seed the baseline, then per repeat one A run and one B run (interleaved, so machine
+nothing to multiply), with service times 4x the defaults (SERVICE_TIMES); B = the same with the
+`/conversation/*` group 30 % slower (`slowdown: 2.3`, service time x 1.3). Runs: 3 A runs to seed the baseline, then per repeat one A run and one B run (interleaved, so machine
 load drifts hit both alike). Repeat i compares A and B each with a rolling baseline of the previous
 `--baseline-runs` A runs (what a CI job comparing with the last runs of main does), and also with a one-run
 baseline (the previous A run, assumed noise floor) for contrast.
@@ -29,11 +29,27 @@ sys.path.insert(0, str(REPO))
 
 from entload import gate  # noqa: E402
 
-CONFIG_A = """faults:
+# Modelled service times 4x the staging defaults (a production ENT page that hits its database: 160 ms for
+# messaging, 480 ms for a login), so that machine contention on this shared 2-core box does not dwarf them.
+SERVICE_TIMES = """service_time_ms:
+  "/auth/login": 480
+  "/auth/oauth2/token": 480
+  "/timeline/*": 320
+  "/conversation/count/*": 60
+  "/conversation/*": 160
+  "/rack*": 320
+  "/workspace/*": 320
+  "/schoolbook/*": 160
+  "/assets/*": 8
+  "/api/*": 160
+  "/media/*": 40
+  default: 120
+"""
+CONFIG_A = SERVICE_TIMES + """faults:
   - route: "/*"
     slowdown: 2.0
 """
-CONFIG_B = """faults:
+CONFIG_B = SERVICE_TIMES + """faults:
   - route: "{group}"
     slowdown: {slow}
   - route: "/*"

@@ -679,6 +679,35 @@ def live_check(slo: Slo, summary: dict, elapsed_s: float, grace_s: float = 30.0)
     return out
 
 
+class LiveGate:
+    """`entload run --slo FILE --abort-on-fail`: poll the run's partial summary.json and say when to abort.
+
+    Usage in the run loop (elapsed = wall seconds since Locust started):
+        live = LiveGate(slo_path, grace_s=30)       # raises InputError (exit 2) on a malformed SLO file
+        ...
+        failures = live.check(run_dir / "summary.json", elapsed)
+        if failures: print them, end_reason = "aborted: SLO threshold failed", stop Locust, exit code 1
+    It reads the file at most every `every_s` seconds and ignores a summary caught mid-write.
+    """
+
+    def __init__(self, slo: Slo | str | os.PathLike, grace_s: float = 30.0, every_s: float = 5.0):
+        self.slo = slo if isinstance(slo, Slo) else load_slo(slo)
+        self.grace_s, self.every_s = grace_s, every_s
+        self._last = -math.inf
+
+    def check(self, summary_path: str | os.PathLike, elapsed_s: float) -> list[str]:
+        if elapsed_s < self.grace_s or elapsed_s - self._last < self.every_s:
+            return []
+        self._last = elapsed_s
+        try:
+            summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []  # not written yet, or caught mid-write: next time
+        if not isinstance(summary, dict):
+            return []
+        return live_check(self.slo, summary, elapsed_s, self.grace_s)
+
+
 # --------------------------------------------------------------------------------------------- regression
 
 @dataclass

@@ -414,3 +414,20 @@ def test_baseline_accumulates_runs_and_measures_noise(runs, capsys):
     assert sorted(p.name for p in base.glob("samples-*")) == ["samples-b.csv.gz", "samples-d.csv.gz"]
     code, out, _ = run_cli("gate", c, "--baseline", base, capsys=capsys)
     assert "measured among the 2 baseline runs" in out
+
+
+def test_live_gate_reads_the_partial_summary_file(runs):
+    tmp, a, *_ = runs
+    slo = tmp / "live.yaml"
+    slo.write_text("thresholds:\n  - {endpoint: 'POST /rack', metric: p95, max: 0.01}\n")
+    live = gate.LiveGate(slo, grace_s=10, every_s=5)
+    path = tmp / "summary.json"
+    assert live.check(path, 12) == []  # not written yet
+    path.write_text((a / "summary.json").read_text()[:200])  # caught mid-write
+    assert live.check(path, 18) == []
+    path.write_text((a / "summary.json").read_text())
+    assert live.check(path, 19) == []  # read at most every 5 s
+    assert len(live.check(path, 24)) == 1
+    slo.write_text("thresholds:\n  - {endpoint: 'POST /rack', metric: p95}\n")
+    with pytest.raises(gate.InputError, match="live.yaml:2"):
+        gate.LiveGate(slo)
