@@ -8,8 +8,9 @@ wall seconds after its intended time is **late**; its lateness also travels with
 (context `lateness_s`), so latency can be read from the intended start, free of coordinated omission.
 
 Counts, per simulated 10-minute bucket of the intended time:
-- expected : the plan's rate integrated over the bucket (what `arrival_target` reports, tick by tick);
-- scheduled: arrivals this process drew from the seeded realisation (the run's target);
+- expected : the plan's rate integrated over the bucket (`arrival_target`'s expected_in_tick, tick by tick);
+- scheduled: arrivals this process drew from the seeded realisation (the run's target; `arrival_target`'s
+             scheduled_in_tick);
 - started  : arrivals a user took (visit_started fired), late ones included;
 - late, dropped.
 """
@@ -89,14 +90,19 @@ class Scheduler:
                 gevent.sleep(delay)
             expected = plan.expected(sim_a, sim_b) / self.share_count
             self.expected_sent += expected
-            ev.arrival_target.fire(rate_per_s=plan.rate(sim_a) * k / self.share_count, expected_in_tick=expected)
+            tick: list[Arrival] = []
             while pending is not None and pending.sim_t < sim_b:
-                intended = plan.wall_at(self.t0, pending.sim_t)
+                tick.append(pending)
+                pending = next(stream, None)
+            # scheduled_in_tick: an addition to the documented (rate_per_s, expected_in_tick); listeners take **kw
+            ev.arrival_target.fire(rate_per_s=plan.rate(sim_a) * k / self.share_count, expected_in_tick=expected,
+                                   scheduled_in_tick=len(tick))
+            for arrival in tick:
+                intended = plan.wall_at(self.t0, arrival.sim_t)
                 delay = intended - time.time()
                 if delay > 0.0005:
                     gevent.sleep(delay)
-                self._dispatch(pending, intended)
-                pending = next(stream, None)
+                self._dispatch(arrival, intended)
             tick_start = tick_end
         self.done = True
         log.info("arrival schedule finished: %d scheduled, %d started, %d dropped, %d late",
