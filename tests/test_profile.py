@@ -219,3 +219,26 @@ def test_persona_rules_default_and_configurable(tmp_path):
     rules.write_text("- {persona: pupil, route: GET /x}\n")
     with pytest.raises(ProfileError, match="persona must be one of"):
         load_rules(str(rules))
+
+
+def test_payload_fits_recover_a_known_lognormal(tmp_path):
+    """The synthetic ENT day of the benchmark draws response sizes as median x lognormal(0, 0.6): the fit
+    per route must give sigma back, and call it a good fit."""
+    import importlib.util
+
+    from scenarios import _logparse
+    from scenarios._profile import fit_sizes
+
+    spec = importlib.util.spec_from_file_location("logparse_speed", REPO / "benchmarks" / "logparse_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    log = tmp_path / "day.log"
+    bench.generate(str(log), 15_000, seed=11)
+    state = _logparse.ingest([str(log)], key=b"k")
+    rid = state.route_ids["GET /conversation/message/:id"]
+    fit = fit_sizes(state.route_samples[rid])["fit"]
+    assert abs(fit["sigma_log"] - 0.6) < 0.06, fit
+    assert fit["quality"] == "good" and 3500 < fit["median_bytes"] < 7000, fit
+    # a route answered 304 with no body has no size distribution to fit, and says so
+    rid = state.route_ids["GET /assets/js/ent.bundle.js"]
+    assert fit_sizes(state.route_samples[rid]).get("fit") is None
