@@ -210,7 +210,7 @@ class Netns:
             if proc.poll() is None:
                 with contextlib.suppress(OSError):
                     os.killpg(proc.pid, signal.SIGINT)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 3  # the namespace goes anyway: no long graceful shutdown
         for proc in self.procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
@@ -289,11 +289,15 @@ class Conn:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
         return self
 
-    async def __aexit__(self, *exc):
-        if self.writer is not None:
-            self.writer.close()
-            with contextlib.suppress(Exception):
-                await self.writer.wait_closed()
+    async def __aexit__(self, exc_type, exc, tb):
+        if self.writer is None:
+            return
+        if exc_type is not None:  # cancelled or failed: drop the connection now (RST), do not flush its buffer
+            self.writer.transport.abort()
+            return
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
 
     async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple:
         head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Connection: keep-alive"]
@@ -458,7 +462,8 @@ async def _generate(spec: dict, out: Path) -> None:
         await asyncio.sleep(0.1)
     sessions = [await login(host, port, a["login"], a["password"]) for a in spec["accounts"]]
     payloads = {c["name"]: rng.randbytes(c["upload_bytes"]) for c in spec["classes"] if c["upload_bytes"]}
-    client = EntClient(host, port, sessions, payloads, rng)
+    # its own generator for session picks, so the arrival sequence depends on the seed only, not on timing
+    client = EntClient(host, port, sessions, payloads, random.Random(spec.get("seed", 1) + 1))
     t0 = time.monotonic()
     _emit("clock", t0=t0)  # CLOCK_MONOTONIC is shared with the parent: it aligns its qdisc samples on it
     sampler = Sampler(t0)
