@@ -611,7 +611,6 @@ class Options:
     congestion_control: str | None = None  # None: the kernel default the namespace inherits
     accounts: int = 24
     staging_config: Path | None = None
-    staging_cmd: list[str] | None = None  # tests/dev only: another server speaking the same routes
     classes: tuple[SizeClass, ...] = DEFAULT_CLASSES
     calibration_repeats: dict = field(default_factory=lambda: {"page": 6, "message": 3, "casier": 2})
 
@@ -731,8 +730,7 @@ def collect(opts: Options, workdir: Path) -> dict:
 
 def _collect(opts: Options, workdir: Path, private: Path) -> dict:
     clean_stale_namespaces()
-    accounts = export_accounts(opts, private) if opts.staging_cmd is None else [
-        {"login": f"user{i}", "password": "x"} for i in range(opts.accounts)]
+    accounts = export_accounts(opts, private)
     ns = Netns(opts.rate_bps, opts.resolved_burst(), opts.latency_s)
     raw: dict = {"namespace": ns.name, "tbf": " ".join(ns.tbf_args())}
     with cleanup_on_signals():
@@ -743,12 +741,12 @@ def _collect(opts: Options, workdir: Path, private: Path) -> dict:
                 ns.exec(["sh", "-c", f"echo {opts.congestion_control} > /proc/sys/net/ipv4/tcp_congestion_control"])
             raw["congestion_control"] = ns.exec(
                 ["cat", "/proc/sys/net/ipv4/tcp_congestion_control"]).stdout.strip()
-            cmd = opts.staging_cmd or [
+            cmd = [
                 sys.executable, "-m", "entload", "staging", "--host", "127.0.0.1", "--port", str(STAGING_PORT),
                 "--enseigno-port", str(STAGING_PORT + 1), "--seed", str(opts.seed),
                 "--students", str(max(opts.accounts, 10)),
             ]
-            if opts.staging_config and opts.staging_cmd is None:
+            if opts.staging_config:
                 cmd += ["--config", str(opts.staging_config)]
             ns.popen(cmd, stdout=open(workdir / "staging.log", "wb"), stderr=subprocess.STDOUT)
             base = {"host": "127.0.0.1", "port": STAGING_PORT, "seed": opts.seed, "accounts": accounts,
