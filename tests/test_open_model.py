@@ -11,6 +11,8 @@ before with the phase after.
 from __future__ import annotations
 
 import json
+import math
+import re
 import subprocess
 import time
 import urllib.request
@@ -29,9 +31,24 @@ class ClosedLoopStudent(journeys.StudentUser):
     pass
 '''
 
-K = 75.0  # compression: 08:00-08:24 in 19.2 s
+K = 75.0  # compression: 08:00-08:20 in 16 s
 RATE = 25.0  # arrivals per wall second (open model)
-SWITCH_AFTER_S = 12.0  # the slowdown starts this long after the runs are launched
+SWITCH_AFTER_S = 7.5  # the slowdown starts this long after the open model's clock started
+_CLOCK_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\].*open-model arrivals: .* window starts in "
+                         r"(-?[\d.]+)s")
+
+
+def _wait_clock(log_path, proc, timeout: float = 30.0) -> float:
+    """Epoch at which the open model's clock starts, from its log line (local-time timestamp + delay)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in log_path.read_text().splitlines():
+            m = _CLOCK_LINE.match(line)
+            if m:
+                stamp = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000
+                return stamp + float(m.group(3))
+        time.sleep(0.1)
+    raise AssertionError("the open-model run did not start its clock: " + log_path.read_text()[-2000:])
 
 
 def _workload(tmp_path):
@@ -67,7 +84,7 @@ def test_slow_ent_open_model_holds_the_rate_closed_loop_does_not(staging_factory
     accounts = export_accounts(tmp_path)
     workload = _workload(tmp_path)
     common = ["--host", staging.url, "--accounts", str(accounts), "--workload", str(workload),
-              "--from", "08:00", "--to", "08:24", "--day-in", f"{24 * 60 / K}s", "--scale", "1", "--headless",
+              "--from", "08:00", "--to", "08:20", "--day-in", f"{20 * 60 / K}s", "--scale", "1", "--headless",
               "--only-summary"]
     dirs = {name: tmp_path / name for name in ("open", "closed")}
     for d in dirs.values():
@@ -82,13 +99,16 @@ def test_slow_ent_open_model_holds_the_rate_closed_loop_does_not(staging_factory
                                   "deterministic", "--run-time", "40s"], cwd=REPO,
                                  env={**env, "ENTLOAD_PROBE_DIR": str(dirs["open"])},
                                  stdout=open(tmp_path / "open.log", "w"), stderr=subprocess.STDOUT),
-        "closed": subprocess.Popen([*LOCUST, "-f", f"{closed},{probe}", *common, "-u", "15", "-r", "100",
-                                    "--run-time", "27s"], cwd=REPO,
-                                   env={**env, "ENTLOAD_PROBE_DIR": str(dirs["closed"])},
-                                   stdout=open(tmp_path / "closed.log", "w"), stderr=subprocess.STDOUT),
     }
     try:
-        time.sleep(SWITCH_AFTER_S)
+        t0 = _wait_clock(tmp_path / "open.log", procs["open"])
+        # the closed loop runs alongside, over the same two phases
+        closed_for = max(5.0, t0 + 15.5 - time.time())
+        procs["closed"] = subprocess.Popen([*LOCUST, "-f", f"{closed},{probe}", *common, "-u", "15", "-r", "100",
+                                            "--run-time", f"{math.ceil(closed_for)}s"], cwd=REPO,
+                                           env={**env, "ENTLOAD_PROBE_DIR": str(dirs["closed"])},
+                                           stdout=open(tmp_path / "closed.log", "w"), stderr=subprocess.STDOUT)
+        time.sleep(max(0.0, t0 + SWITCH_AFTER_S - time.time()))
         body = json.dumps({"faults": [{"route": "/*", "app": "ent", "slowdown": 10}]}).encode()
         req = urllib.request.Request(staging.url + "/__admin/faults", data=body, method="PUT",
                                      headers={"Content-Type": "application/json"})
@@ -103,7 +123,8 @@ def test_slow_ent_open_model_holds_the_rate_closed_loop_does_not(staging_factory
         assert p.returncode == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
     (open_probe,) = read_probes(dirs["open"])
     (closed_probe,) = read_probes(dirs["closed"])
-    before, after = (switch - 6.0, switch - 0.5), (switch + 2.0, switch + 7.5)
+    assert switch - t0 < SWITCH_AFTER_S + 1.0, "the switch came late"
+    before, after = (t0 + 1.5, switch - 0.5), (switch + 2.0, t0 + 15.0)
 
     open_rate_a, open_conc_a = _phase(_visits(open_probe), *before)
     open_rate_b, open_conc_b = _phase(_visits(open_probe), *after)
