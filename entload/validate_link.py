@@ -775,11 +775,12 @@ def _collect(opts: Options, workdir: Path, private: Path) -> dict:
                 if ev["event"] == "clock":
                     clock["t0"] = ev["t0"]
                 elif ev["event"] == "step_start":
-                    qstats[ev["step"]] = {"start": ns.qdisc_stats()}
+                    qstats[ev["step"]] = {"start": ns.qdisc_stats(), "loadavg_start": os.getloadavg()[0]}
                     _say(f"step {ev['step'] + 1}/{len(steps)}: utilisation {ev['rho']:g}, "
                          f"{steps[ev['step']]['arrival_rate']:.2f} transfers/s")
                 elif ev["event"] == "step_end":
                     qstats[ev["step"]]["end"] = ns.qdisc_stats()
+                    qstats[ev["step"]]["loadavg_end"] = os.getloadavg()[0]
                     if ev["unfinished"]:
                         _say(f"  {ev['unfinished']} measured transfers unfinished at the drain limit")
                 elif ev["event"] == "progress":
@@ -909,6 +910,8 @@ def analyse(raw: dict, opts: Options) -> dict:
             "measured_status": "saturation" if measured_saturation else "ok",
             "qdisc": _qdisc_delta(raw.get("qdisc", {}).get(str(i), {})),
             "queue_delay_mean_s": queue_delay,
+            # 1-min load average of the host: CPU contention inflates short transfer times (not the link's doing)
+            "host_loadavg": [raw.get("qdisc", {}).get(str(i), {}).get(k) for k in ("loadavg_start", "loadavg_end")],
             "classes": {}, "overflow": [],
         }
         for c in opts.classes:
