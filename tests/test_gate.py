@@ -303,7 +303,7 @@ def test_holm_adjustment():
 def aa_ab_repeats(rng, *, repeats: int, baseline_runs: int, jitter: float, cfg=None):  # noqa: D103
     """The repeat experiments of the issue on synthetic samples: machine-wide noise of 15 % between runs (CPU
     contention), per-endpoint run-to-run jitter, and a 1.3x slowdown of the conversation group for A/B."""
-    cfg = cfg or gate.RegressionConfig(bootstrap=1000)  # fewer replicates: 20 repeats stay fast
+    cfg = cfg or gate.RegressionConfig(bootstrap=400)  # fewer replicates (variances only): 20 repeats stay fast
     aa_pass = ab_caught = 0
     named: list[set] = []
     for _ in range(repeats):
@@ -336,11 +336,11 @@ def test_aa_ab_deterministic_noise_measured_from_baseline_runs():
     assert ab >= 19, f"A/B caught {ab}/20: {named}"
     rng = np.random.default_rng(5)
     floors = []
-    for _ in range(5):
+    for _ in range(4):
         base = [synth_samples(rng, machine=float(np.exp(rng.normal(0, 0.15))), jitter=0.045, cap=2000)
                 for _ in range(3)]
         run = synth_samples(rng, machine=1.0, jitter=0.045)
-        report = gate.compare_samples(base, run, gate.RegressionConfig(bootstrap=1000))
+        report = gate.compare_samples(base, run, gate.RegressionConfig(bootstrap=400))
         assert report.noise_source.startswith("measured among the 3 baseline runs")
         floors.append(report.noise_floor)
     truth = np.expm1(0.045 * np.sqrt(1 + 1 / 3))  # one run against 3 pooled runs

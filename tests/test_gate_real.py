@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from entload import gate
+from entload.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "results" / "baselines" / "main"
@@ -27,7 +28,7 @@ def entload(*argv, timeout=240) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_real_slowdown_is_named_against_the_committed_baseline(tmp_path):
+def test_real_slowdown_is_named_against_the_committed_baseline(tmp_path, capsys):
     assert (BASELINE / "baseline.json").exists(), "results/baselines/main is committed with the repo"
     faults = tmp_path / "slow-messaging.yaml"
     faults.write_text('faults:\n  - route: "/conversation/*"\n    added_latency_ms: 250\n')
@@ -53,9 +54,8 @@ def test_real_slowdown_is_named_against_the_committed_baseline(tmp_path):
     assert len(thresholds) == 2 and all(c.find("failure") is None for c in thresholds), g.stdout
     assert "❌ regressed" in md.read_text()
     # the same run as its own baseline: a real folder round-trips, and nothing changed
-    g2 = entload("gate", run, "--update-baseline", tmp_path / "bl")
-    assert g2.returncode == 0, g2.stderr
+    assert cli_main(["gate", str(run), "--update-baseline", str(tmp_path / "bl")]) == 0
     digest = json.loads((run / "manifest.json").read_text())["workload_digest"]
     assert gate.load_baseline(tmp_path / "bl").workload_digest == digest
-    g3 = entload("gate", run, "--baseline", tmp_path / "bl")
-    assert g3.returncode == 0 and "regressed" not in g3.stdout, g3.stdout
+    assert cli_main(["gate", str(run), "--baseline", str(tmp_path / "bl")]) == 0
+    assert "regressed" not in capsys.readouterr().out

@@ -49,6 +49,8 @@ def run(args) -> int:
     need_samples = bool(args.baseline or args.update_baseline)
     run_folder = gate.load_run(args.run, allow_partial=args.allow_partial, need_samples=need_samples)
     base = gate.load_baseline(args.baseline) if args.baseline else None
+    if args.update_baseline and (Path(args.update_baseline) / gate.BASELINE_FILE).exists():
+        gate.check_same_workload(run_folder, gate.load_baseline(args.update_baseline), force=args.force)
     if base is not None:
         for warning in gate.check_same_workload(run_folder, base, force=args.force):
             print(f"entload gate: warning: --force: {warning}")
