@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 def _requests(log: Path) -> str:
     try:
         for line in reversed(log.read_text(errors="replace").splitlines()):
-            if line.strip().startswith("Aggregated"):
+            if line.strip().startswith("Aggregated") and "%)" in line:
                 return line.split()[1]
     except OSError:
         pass

@@ -575,46 +575,52 @@ class Aggregator:
         _atomic_write(self.dir / "summary.json", json.dumps(self.summary(), indent=1) + "\n")
         self._last_summary = time.monotonic()
 
-    def merged_reservoirs(self) -> dict[str, list[tuple[float, float, int]]]:
-        """Per endpoint, a uniform sample of at most RESERVOIR_SIZE over all sources' reservoirs.
+    def merged_rows(self, key: str):
+        """Rows (latency, intended, ok) of a uniform sample of at most RESERVOIR_SIZE requests of one endpoint
+        over all sources' reservoirs, yielded one at a time (no large transient lists: a soak's memory stays
+        flat while the reservoirs fill).
 
         A uniform draw of R among the N = Σ n_i requests picks k_i from source i (multivariate
         hypergeometric); k_i of source i's uniform reservoir are then a uniform draw of its n_i.
         """
-        out: dict[str, list] = {}
-        keys = {k for m in self.mirrors.values() for k in m}
-        for key in sorted(keys):
-            parts = [m[key] for m in self.mirrors.values() if key in m and m[key].seen]
-            total = sum(r.seen for r in parts)
-            take = min(RESERVOIR_SIZE, total)
-            counts = [0] * len(parts)
-            bounds, acc = [], 0
-            for r in parts:
-                acc += r.seen
-                bounds.append(acc)
-            for x in self.rng.sample(range(total), take):
-                i = 0
-                while x >= bounds[i]:
-                    i += 1
-                counts[i] += 1
-            rows: list = []
-            for r, c in zip(parts, counts, strict=True):
-                c = min(c, r.filled)
-                for s in self.rng.sample(range(r.filled), c):
-                    rows.append((r.lat[s], r.intended[s], r.ok[s]))
-            out[key] = rows
-        return out
+        parts = [m[key] for m in self.mirrors.values() if key in m and m[key].seen]
+        if len(parts) == 1:  # one process: its reservoir is the sample
+            r = parts[0]
+            for s in range(r.filled):
+                yield r.lat[s], r.intended[s], r.ok[s]
+            return
+        total = sum(r.seen for r in parts)
+        counts = [0] * len(parts)
+        bounds, acc = [], 0
+        for r in parts:
+            acc += r.seen
+            bounds.append(acc)
+        for x in self.rng.sample(range(total), min(RESERVOIR_SIZE, total)):
+            i = 0
+            while x >= bounds[i]:
+                i += 1
+            counts[i] += 1
+        for r, c in zip(parts, counts, strict=True):
+            for s in self.rng.sample(range(r.filled), min(c, r.filled)):
+                yield r.lat[s], r.intended[s], r.ok[s]
+
+    def sample_keys(self) -> list[str]:
+        return sorted({k for m in self.mirrors.values() for k in m})
+
+    def merged_reservoirs(self) -> dict[str, list[tuple[float, float, int]]]:
+        """All endpoints' merged samples as lists (tests; the writer streams `merged_rows`)."""
+        return {key: list(self.merged_rows(key)) for key in self.sample_keys()}
 
     def write_samples(self) -> None:
         path = self.dir / "samples.csv.gz"
         tmp = path.with_name(path.name + ".tmp")
         with gzip.open(tmp, "wt", newline="", encoding="utf-8", compresslevel=3) as f:
-            w = csv.writer(f)
-            w.writerow(SAMPLES_COLUMNS)
-            for key, rows in self.merged_reservoirs().items():
+            f.write(",".join(SAMPLES_COLUMNS) + "\n")
+            for key in self.sample_keys():
                 method, _, name = key.partition(" ")
-                for lat, intended, ok in rows:
-                    w.writerow([method, name, f"{lat:.6g}", f"{intended:.6g}", int(ok)])
+                prefix = _csv_field(method) + "," + _csv_field(name) + ","
+                for lat, intended, ok in self.merged_rows(key):
+                    f.write(f"{prefix}{lat:.6g},{intended:.6g},{ok}\n")
         os.replace(tmp, path)
         self._last_samples = time.monotonic()
 
@@ -635,6 +641,12 @@ class Aggregator:
         self.write_rows(max(last, int(self.end) + 1))
         self.write_samples()
         self.write_summary()
+
+
+def _csv_field(text: str) -> str:
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _iso(epoch: float) -> str:
