@@ -6,18 +6,21 @@ Three jobs, one module, because `entload gate`, `entload compare` and `entload r
   validated with file:line messages. `evaluate_thresholds` works on a finished `summary.json` and, through
   `live_check`, on the partial one a run rewrites every few seconds.
 * **Regression against a baseline**, per endpoint, on a latency quantile of the recorded samples.
-  Why this design (see docs/ci.md for the long form):
-  - the effect is the ratio of quantiles run/baseline, on the log scale; its uncertainty comes from an *exact*
-    bootstrap of each sample quantile (drawn from the binomial law of order statistics, so no resampling loop);
+  Why this design (docs/ci.md has the long form):
+  - uncertainty of each sample quantile from its *exact* bootstrap (drawn from the binomial law of order
+    statistics, so no resampling loop);
   - on a shared machine a whole run is often faster or slower than another for reasons that are not the build
-    (CPU contention). That shows as a *common shift* of every endpoint. The per-endpoint effect is measured
-    relative to the median shift of all endpoints, and the spread of endpoints around it that sampling noise does
-    not explain (a robust random-effects variance) is added as a noise floor. The common shift itself is reported
-    and gated by its own, wider limit (`max_common_shift`), so a build that slows everything still fails;
+    (CPU contention adds queueing delay to every endpoint). That machine-wide change is fitted as a robust line
+    run = a + b x baseline through all endpoints (Theil-Sen), and an endpoint's effect is its quantile over what
+    that line predicts for it: a regression of a few endpoints lies off the line, a busier machine does not;
+  - two runs of the same build still differ endpoint by endpoint: that noise floor is *measured* among the
+    baseline's own runs (leave-one-out A/A comparisons, 90 % upper confidence bound), or assumed
+    (`noise_floor`) for a one-run baseline, and enters every bootstrap replicate;
   - an endpoint is flagged only when its effect is significant after Holm-Bonferroni across endpoints *and* at
-    least `min_effect`; each effect is reported with its confidence interval.
-* **Baselines**: a small folder (baseline.json + subsampled samples.csv.gz) made from a run, tied to the run's
-  workload digest and load shape; comparing across workloads is refused unless forced.
+    least `min_effect`; each effect is reported with its 95 % confidence interval. The machine-wide change is
+    reported, and gated by its own wider limit (`max_common_shift`) when the baseline can measure its noise.
+* **Baselines**: a small folder (baseline.json + one subsampled samples file per run, up to 5 runs) made from
+  runs, tied to their workload digest and load shape; comparing across workloads is refused unless forced.
 """
 
 from __future__ import annotations
@@ -1204,7 +1207,7 @@ def markdown_report(run: Run, thresholds: list[ThresholdResult], regression: Reg
         if regression.common_status != "skip":
             icon = "❌" if regression.common_status == "fail" else "ℹ️"
             out += [f"{icon} {regression.common_message()}; per-endpoint effects below are relative to it.", ""]
-        out += [f"Run-to-run noise floor per endpoint: {regression.noise_floor:.1%} ({regression.noise_source}).",
+        out += [f"Run-to-run noise floor per endpoint: {regression.noise_floor:.1%}, {regression.noise_source}.",
                 ""]
         if regression.note:
             out += [f"Note: {regression.note}", ""]
