@@ -35,6 +35,7 @@ log = logging.getLogger("entload.scenarios")
 WRITE_METHODS = ("POST", "PUT", "DELETE", "PATCH")
 QUOTA_TEXT = b"too many users"
 _user_numbers = itertools.count()
+_WARNED: dict[str, bool] = {}
 _ETAGS: dict[str, str] = {}  # static asset route -> ETag a browser holds (one value per process)
 _BLOB = random.Random(20200316).randbytes(4 * 1024 * 1024)  # upload content (incompressible, like JPEGs)
 
@@ -353,7 +354,9 @@ class Visit:
         class_id = self._class_id()
         if not class_id:
             self.failed = True
-            log.warning("enseigno_results: the accounts CSV has no class_ids for teachers; step skipped")
+            if not _WARNED.get("class_ids"):
+                _WARNED["class_ids"] = True
+                log.warning("enseigno_results: the accounts CSV has no class_ids for teachers; step skipped")
             return
         data = self.call_json("enseigno_results", params={"classId": class_id})
         self.results = [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
