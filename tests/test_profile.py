@@ -123,15 +123,15 @@ sys.meta_path.insert(0, _Hook())
 
 
 def test_round_trip_of_an_entload_run(tmp_path, capsys):
-    """Replay 07:00-10:00 of the closure day (compressed 1800x), profile the staging ENT's own access logs,
+    """Replay 07:30-09:00 of the closure day (compressed 600x), profile the staging ENT's own access logs,
     and get the run's hourly arrivals and persona mix back within Poisson (binomial) noise."""
     shim = tmp_path / "shim"
     shim.mkdir()
     (shim / "sitecustomize.py").write_text(_SHIM)
     env = {**os.environ, "PYTHONPATH": str(shim)}
     run = subprocess.run(
-        [sys.executable, "-m", "entload", "run", "--day-in", "6s", "--from", "07:00", "--to", "10:00",
-         "--scale", "0.008", "--seed", "3", "--out", str(tmp_path), "--run-id", "rt", "--no-progress"],
+        [sys.executable, "-m", "entload", "run", "--day-in", "9s", "--from", "07:30", "--to", "09:00",
+         "--scale", "0.014", "--seed", "3", "--out", str(tmp_path), "--run-id", "rt", "--no-progress"],
         capture_output=True, text=True, cwd=REPO, timeout=180, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     folder = tmp_path / "rt"
@@ -144,21 +144,26 @@ def test_round_trip_of_an_entload_run(tmp_path, capsys):
     summary = json.loads((folder / "summary.json").read_text())
 
     # hourly shape: visits started per simulated hour vs the arrivals the run recorded, at the resolution the
-    # log has (a log stamp is a wall second, i.e. k simulated seconds, read at its middle); tolerance: 4 sigma
-    # of Poisson noise plus 2 (a visit whose first request lands in the next wall second)
+    # log has (a log stamp is a wall second, i.e. k simulated seconds, read at its middle). Tolerance: 4 sigma
+    # of Poisson noise plus 2, and a visit whose first request is logged one wall second after the second its
+    # arrival was counted in (a busy machine) may cross into the next hour: at most the arrivals of the last
+    # row of the hour before.
     with open(folder / "timeseries.csv", newline="") as fh:
         rows = [(int(r["t_s"]), float(r["sim_clock_s"]), int(r["arrivals"]), float(r["arrivals_target"]))
                 for r in csv.DictReader(fh)]
     k = json.loads((folder / "manifest.json").read_text())["compression"]
     origin = min(s - k * t for t, s, _, _ in rows)  # sim clock at t_s = 0 (rows before the start are clamped)
-    achieved = [0] * 24
+    achieved, last_row = [0] * 24, [0] * 24
     for t, _s, n, _target in rows:
-        achieved[int((origin + k * (t + 0.5)) // 3600) % 24] += n
+        hour = int((origin + k * (t + 0.5)) // 3600) % 24
+        achieved[hour] += n
+        last_row[hour] = n
     (day_type,) = details["hourly_visits"]
     observed = [sum(v[h] for v in details["hourly_visits"][day_type].values()) for h in range(24)]
     for hour in range(24):
         e, o = achieved[hour], observed[hour]
-        assert abs(o - e) <= 4 * math.sqrt(max(e, 1)) + 2, (hour, o, e, observed, achieved)
+        noise = 4 * math.sqrt(max(e, 1)) + 2
+        assert e - last_row[hour] - noise <= o <= e + last_row[hour - 1] + noise, (hour, o, e, observed, achieved)
     # and the day's total against the workload's target (Poisson)
     target = sum(r[3] for r in rows)
     assert abs(sum(observed) - target) <= 4 * math.sqrt(target) + 3, (sum(observed), target)
