@@ -28,6 +28,7 @@ import os
 import random
 import re
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -311,6 +312,7 @@ class FileStats:
     lines: int = 0
     parsed: int = 0
     malformed: int = 0
+    truncated: str | None = None  # why reading stopped early (a cut gzip stream), if it did
 
 
 class Ingest:
@@ -715,6 +717,13 @@ class Ingest:
                         parsed += 1
                     t_min, t_max = self.t_min, self.t_max
                     next_sweep = self._next_sweep if self._next_sweep is not None else -1
+        except (EOFError, OSError, zlib.error) as exc:
+            # a cut or corrupt compressed file: keep every line read so far (all counted: the error comes
+            # from reading the next batch), say where it stopped
+            fstats.truncated = f"stream ends early after line {lineno:,} ({type(exc).__name__}: {exc})"
+            if len(self.malformed_examples) < EXAMPLES_CAP + 1:
+                self.malformed_examples.append(f"{os.path.basename(path)}: {fstats.truncated}")
+            batch = []
         finally:
             text.close()
             if cur_t >= 0:

@@ -22,6 +22,7 @@ from scenarios import _logparse
 from scenarios._workload import DEFAULT_WORKLOAD, PERSONAS, load_workload, parse_workload
 
 UNKNOWN = "unknown"
+MAX_SPAN_DAYS = 45  # a month and a half of seconds is 3.9 million rows of bytes_per_second.csv
 DAY_TYPES = ("school_day", "wednesday", "weekend", "school_holiday")
 
 #: Default persona rules, in priority order: (persona, METHOD, path pattern with * for one segment).
@@ -253,7 +254,7 @@ def summarise(state: _logparse.Ingest, clock: LocalClock, *, day_type: str | Non
     return {
         "schema": "entload-profile/1",
         "inputs": [{"file": os.path.basename(f.path), "format": f.format, "lines": f.lines, "parsed": f.parsed,
-                    "malformed": f.malformed} for f in state.files],
+                    "malformed": f.malformed, "truncated": f.truncated} for f in state.files],
         "lines": state.lines,
         "parsed": state.parsed,
         "malformed": state.malformed,
@@ -555,6 +556,11 @@ def write_outputs(state: _logparse.Ingest, *, out: Path, tz: ZoneInfo, day_type:
     """Write workload, bytes_per_second.csv, profile.json, report.md and plots; returns their paths."""
     import yaml
 
+    if state.t_min is not None and state.t_max - state.t_min > MAX_SPAN_DAYS * 86400:
+        first, last = (dt.datetime.fromtimestamp(t, tz).isoformat() for t in (state.t_min, state.t_max))
+        raise ProfileError(
+            f"the logs span {(state.t_max - state.t_min) / 86400:.0f} days ({first} to {last}); profile at most "
+            f"{MAX_SPAN_DAYS} days at a time (bytes_per_second.csv holds one row per second)")
     template = load_workload(template_path or DEFAULT_WORKLOAD)
     clock = clock or LocalClock(tz)
     summary = summarise(state, clock, day_type=day_type, workload=template)

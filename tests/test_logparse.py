@@ -170,3 +170,15 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         err = proc.stderr.strip()
         assert expected in err and len(err.splitlines()) == 1 and "Traceback" not in err, (args, err)
     assert not (tmp_path / "out").exists()
+
+
+def test_cut_gzip_keeps_what_was_read(tmp_path):
+    src = shared_file("data", "nasa-http-aug95-first-hour.log").read_bytes() * 40  # ~7 MB: several batches
+    whole = gzip.compress(src)
+    cut = tmp_path / "cut.log.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    state = _logparse.ingest([str(cut)], key=b"k")
+    fstats = state.files[0]
+    assert fstats.truncated and "ends early" in fstats.truncated
+    assert 0 < fstats.lines < src.count(b"\n") and state.parsed > 0
+    assert any("ends early" in e for e in state.malformed_examples)
