@@ -235,8 +235,14 @@ class EmbeddedStaging:
 def locust_args(opts: RunOptions, run_dir: Path, host: str, enseigno_host: str | None,
                 accounts: Path | None) -> list[str]:  # fmt: skip
     """Arguments common to the local process, the master and the workers."""
-    locustfile = opts.locustfile or scenarios_dir()
-    args = [sys.executable, "-m", "locust", "-f", str(locustfile)]
+    locustfile = str(opts.locustfile or scenarios_dir())
+    if (opts.metrics_port or opts.pushgateway) and not _registers_metrics(Path(locustfile)):
+        # the Prometheus exporter comes with the locustfile that imports it; if this one does not, load it
+        # alongside (its registration is idempotent, so a later import by the scenarios changes nothing)
+        import exporters.metrics
+
+        locustfile += "," + exporters.metrics.__file__
+    args = [sys.executable, "-m", "locust", "-f", locustfile]
     conf = locust_conf()
     if conf and opts.locustfile is None:
         args += ["--config", str(conf)]
@@ -258,6 +264,11 @@ def locust_args(opts: RunOptions, run_dir: Path, host: str, enseigno_host: str |
     if opts.pushgateway:
         args += ["--pushgateway", opts.pushgateway]
     return args
+
+
+def _registers_metrics(locustfile: Path) -> bool:
+    files = [locustfile] if locustfile.is_file() else sorted(locustfile.glob("[!_]*.py"))
+    return any("exporters.metrics" in f.read_text(encoding="utf-8", errors="replace") for f in files)
 
 
 def _locust_env() -> dict:

@@ -90,9 +90,15 @@ def test_run_writes_a_valid_folder_that_agrees_with_locust(tmp_path, http_target
 
 
 def test_workers_mode_gives_the_master_all_totals(tmp_path, http_target):  # noqa: F811
-    proc = entload_run(tmp_path, "--host", http_target, "--run-id", "dist", "--workers", "2", seconds=3)
+    port = free_port()
+    proc = entload_run(tmp_path, "--host", http_target, "--run-id", "dist", "--workers", "2", "--metrics-port",
+                       str(port), seconds=3)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = tmp_path / "results" / "dist"
+    # --metrics-port: the exporter rides along (master on P, workers P+1, P+2) and prometheus.yml says so
+    prom = (run / "prometheus.yml").read_text()
+    assert all(f"127.0.0.1:{p}" in prom for p in (port, port + 1, port + 2)), prom
+    assert f"Prometheus metrics (master) at http://127.0.0.1:{port}/metrics" in (run / "locust.log").read_text()
     summary = check_folder(run, complete=True)
     totals = locust_csv_totals(run / "locust_stats.csv")
     assert summary["requests"] == totals[" Aggregated"][0] > 0
