@@ -79,6 +79,35 @@ _SLOW = re.compile(
 _TS = re.compile(r"^(\d{2})/([A-Z][a-z]{2})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$")
 _PREFIX = re.compile(r"^\S+ \S+ \S+ $")
 
+# Bulk path: a well-formed line as the strict path reads it, matched over a whole chunk at once (MULTILINE).
+# It accepts a subset of what _SLOW accepts and captures the same fields, so a line may take either path
+# with the same result. The time is checked field by field (month names, hour < 24...) so that every time
+# it accepts, parse_clf_time accepts too; odd status codes or spacing go to the strict path.
+# _BULK is the quick form: its quoted fields are single-character loops (`[^"]*`, `.*`), which the regex
+# engine runs several times faster than a class of several characters. It is only used on a chunk without
+# a backslash (no escaped quote anywhere) and whose quote count is exactly the format's per line, so no
+# field holds a quote and it reads what _SLOW reads. _BULK_STRICT (no quote, backslash or newline in a
+# field) serves the other chunks.
+_BULK_TS = (
+    r"(\[(?:0[1-9]|[12][0-9]|3[01])/(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/[0-9]{4}"
+    r":(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60) [+-][0-9]{4}\] )"
+)
+_BULK = {  # groups: ident prefix, "[time] ", request, status, bytes, user agent ("" in common format)
+    "common": re.compile(r"^(\S+ \S+ \S+ )" + _BULK_TS + r'"([^"]*)" ([1-5][0-9][0-9]) ([0-9]+|-)()$', re.M),
+    "combined": re.compile(
+        r"^(\S+ \S+ \S+ )" + _BULK_TS + r'"([^"]*)" ([1-5][0-9][0-9]) ([0-9]+|-) "[^"]*" "(.*)"$', re.M
+    ),
+}
+_FIELD = r'[^"\\\n]*'
+_BULK_STRICT_HEAD = r'^([^\s"]+ [^\s"]+ [^\s"]+ )' + _BULK_TS + '"(' + _FIELD + r')" ([1-5][0-9][0-9]) ([0-9]+|-)'
+_BULK_STRICT = {
+    "common": re.compile(_BULK_STRICT_HEAD + r"()$", re.M),
+    "combined": re.compile(_BULK_STRICT_HEAD + ' "' + _FIELD + '" "(' + _FIELD + ')"$', re.M),
+}
+QUOTES_PER_LINE = {"common": 2, "combined": 6}
+CHUNK_BYTES = 4 << 20  # read size: big enough that per-chunk overhead vanishes, small enough for flat memory
+SLOW_BLOCK_LINES = 8  # a block that does not parse whole is halved down to this many lines
+
 _SAFE_QVALUE = re.compile(r"^(?:true|false|\d{1,3}|\d{1,4}x\d{1,4}|[A-Z][A-Z_]{1,15})$")
 _SAFE_QKEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 
@@ -249,6 +278,21 @@ def open_log(path: str) -> tuple[io.TextIOBase, Callable[[], float]]:
     return text, (lambda: raw.tell() / size if size else 1.0)
 
 
+def open_binary(path: str) -> tuple[io.BufferedIOBase, Callable[[], float]]:
+    """Open plain or gzip (by magic bytes) as bytes, for chunked reading; returns (stream, fraction read)."""
+    try:
+        raw = open(path, "rb")
+    except OSError as exc:
+        raise LogFormatError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    size = os.fstat(raw.fileno()).st_size
+    head = raw.read(2)
+    raw.seek(0)
+    fraction = lambda: raw.tell() / size if size else 1.0  # noqa: E731
+    if head == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb"), fraction
+    return raw, fraction
+
+
 def sniff(path: str, max_lines: int = 200) -> tuple[str, int | None]:
     """Format of a file (`common` or `combined`) and its first timestamp; LogFormatError if not a log."""
     try:
@@ -363,6 +407,7 @@ class Ingest:
         self._rcache: dict[str, int] = {}
         self._tcache: dict[str, int] = {}
         self._icache: dict[str, bytes] = {}
+        self._hcache: dict[str, int] = {}  # "[dd/Mon/yyyy:hh" + " +zzzz] " -> epoch of that hour (UTC)
         self.visits: dict[bytes, list] = {}
         self.visit_summary = VisitSummary()
         self._visit_seen = 0
@@ -562,9 +607,13 @@ class Ingest:
         v[3] += b
         v[4] |= pm
 
-    # -- the hot loop -----------------------------------------------------------------------------
+    # -- the hot path -----------------------------------------------------------------------------
     def feed_file(self, path: str, fmt: str = "auto", *, fast: bool = True) -> FileStats:
-        """Parse one file; returns its counts. `fast=False` forces the strict path (tests compare both)."""
+        """Parse one file; returns its counts. `fast=False` forces the strict path (tests compare both).
+
+        The file is read in big chunks (decoded once, newlines normalised as universal-newline text
+        reading does), each chunk cut at its last newline and handed to `_block`.
+        """
         if fmt == "auto":
             fmt, _ = sniff(path)
         elif fmt not in FORMATS:
@@ -573,37 +622,30 @@ class Ingest:
             sniff(path)  # still refuse binary / empty files
         fstats = FileStats(path=path, format=fmt)
         self.files.append(fstats)
-        text, fraction = open_log(path)
-        nparts = 7 if fmt == "combined" and fast else (3 if fast else -1)
-        combined = fmt == "combined"
-        tcache, rcache, icache = self._tcache, self._rcache, self._icache
-        visits, wheel = self.visits, self._wheel
-        statuses = STATUSES
-        route_count, route_bytes, route_next = self.route_count, self.route_bytes, self.route_next
-        route_errors, route_persona = self.route_errors, self.route_persona
-        per_second = self.per_second
-        think = self.visit_summary.think_hist
-        timeout = self.timeout_s
-        route_id, client_id, sample, slow = self._route_id, self._client_id, self._sample, self._slow
-        close_visit, prefix_ok = self._close_visit, _PREFIX.match
-        tmap = self.time_map
-        cur_t = -1  # the second being accumulated in cur_req / cur_b (flushed when the second changes)
-        cur_req = cur_b = 0
-        bursty = 0
-        t_min, t_max = self.t_min, self.t_max
-        next_sweep = self._next_sweep if self._next_sweep is not None else -1
+        stream, fraction = open_binary(path)
+        bulk = (_BULK[fmt].findall, _BULK_STRICT[fmt].findall, QUOTES_PER_LINE[fmt]) if fast else None
         lineno = parsed = 0
         progress = self.progress
         last_report = started = time.monotonic()
-        readlines = text.readlines
-        batch: list[str] = []
-
-        def where(line: str) -> int:  # line number of a slow-path line, computed only when needed
-            return lineno + next(i for i, x in enumerate(batch) if x is line) + 1
-
+        carry = ""
         try:
             while True:
-                lineno += len(batch)
+                data = stream.read(CHUNK_BYTES)
+                if not data:
+                    break
+                text = carry + data.decode("latin-1")
+                carry = ""
+                if text[-1] == "\r":  # may be the first half of a CRLF split across two reads
+                    text, carry = text[:-1], "\r"
+                if "\r" in text:
+                    text = text.replace("\r\n", "\n").replace("\r", "\n")
+                cut = text.rfind("\n") + 1
+                carry = text[cut:] + carry
+                if cut:
+                    text = text[:cut]
+                    n = text.count("\n")
+                    parsed += self._block(text, n, lineno, fmt, fstats, bulk)
+                    lineno += n
                 if progress:
                     now = time.monotonic()
                     if now - last_report >= 1.0:
@@ -612,136 +654,161 @@ class Ingest:
                             f"{os.path.basename(path)}: {lineno:,} lines, {fraction():.0%} read, "
                             f"{lineno / (now - started):,.0f} lines/s"
                         )
-                batch = readlines(1 << 20)
-                if not batch:
-                    break
-                for line in batch:
-                    p = line.split('"')
-                    if len(p) == nparts:
-                        h = p[0]
-                        ts = h[-29:]  # '[01/Aug/1995:00:00:01 -0400] '
-                        t = tcache.get(ts)  # a hit is a valid time; a miss is validated once here
-                        if t is None and ts[:1] == "[" and ts[-2:] == "] ":
-                            t = parse_clf_time(ts[1:-2])
-                            if t is not None:
-                                if tmap is not None:
-                                    t = tmap(t)
-                                if len(tcache) > 400_000:
-                                    tcache.clear()
-                                tcache[ts] = t
-                        if t is not None:
-                            sb = p[2]  # ' 200 1839 ' (combined) or ' 200 1839\n' (common)
-                            if sb[4:5] == " " and sb[0] == " " and sb[-1] <= " ":
-                                st = sb[1:4]
-                                bs = sb[5:-1]
-                                if bs.isdigit():
-                                    b = int(bs)
-                                elif bs == "-":
-                                    b = 0
-                                else:
-                                    b = -1
-                                if b >= 0 and st in statuses:
-                                    identity = h[:-29] + p[5] if combined else h[:-29]
-                                    cid = icache.get(identity)
-                                    if cid is None and prefix_ok(h[:-29]):
-                                        cid = icache[identity] = client_id(identity)
-                                    if cid is not None:
-                                        # -- the line is valid: record it
-                                        parsed += 1
-                                        rid = rcache.get(p[1])
-                                        if rid is None:
-                                            rid = route_id(p[1])
-                                        if st >= "400":
-                                            route_errors[rid] += 1
-                                        n = route_count[rid] + 1
-                                        route_count[rid] = n
-                                        route_bytes[rid] += b
-                                        if n >= route_next[rid]:
-                                            sample(rid, b)
-                                        if t == cur_t:
-                                            cur_req += 1
-                                            cur_b += b
-                                        else:
-                                            if cur_t >= 0:
-                                                cell = per_second.get(cur_t)
-                                                if cell is None:
-                                                    per_second[cur_t] = [cur_req, cur_b]
-                                                else:
-                                                    cell[0] += cur_req
-                                                    cell[1] += cur_b
-                                            cur_t, cur_req, cur_b = t, 1, b
-                                            if t_min is None or t < t_min:
-                                                t_min = t
-                                            if t_max is None or t > t_max:
-                                                t_max = t
-                                            if t >= next_sweep:
-                                                if next_sweep >= 0:
-                                                    self._sweep(t)
-                                                next_sweep = t + 60
-                                        v = visits.get(cid)
-                                        if v is None:
-                                            visits[cid] = [t, t, 1, b, route_persona[rid], identity]
-                                            wslot = (t + timeout) // 60 + 1
-                                            wl = wheel.get(wslot)
-                                            if wl is None:
-                                                wheel[wslot] = [cid]
-                                            else:
-                                                wl.append(cid)
-                                        else:
-                                            gap = t - v[1]
-                                            if gap > timeout:
-                                                visits[cid] = [t, t, 1, b, route_persona[rid], identity]
-                                                close_visit(v)
-                                            else:
-                                                if gap > 0:
-                                                    v[1] = t
-                                                    think[gap] = think.get(gap, 0) + 1
-                                                elif gap == 0:
-                                                    bursty += 1
-                                                v[2] += 1
-                                                v[3] += b
-                                                v[4] |= route_persona[rid]
-                                        continue
-                    # slow path: hand the pending second over so _record sees consistent state
-                    if cur_t >= 0:
-                        cell = per_second.get(cur_t)
-                        if cell is None:
-                            per_second[cur_t] = [cur_req, cur_b]
-                        else:
-                            cell[0] += cur_req
-                            cell[1] += cur_b
-                    cur_t, cur_req, cur_b = -1, 0, 0
-                    self.t_min, self.t_max = t_min, t_max
-                    self._next_sweep = next_sweep if next_sweep >= 0 else None
-                    if slow(line, fmt, fstats, lambda line=line: where(line)) and line.strip():
-                        parsed += 1
-                    t_min, t_max = self.t_min, self.t_max
-                    next_sweep = self._next_sweep if self._next_sweep is not None else -1
+            if carry:  # the last line, without its newline
+                text = carry.replace("\r", "\n")
+                n = text.count("\n") + (text[-1] != "\n")
+                parsed += self._block(text, n, lineno, fmt, fstats, bulk)
+                lineno += n
         except (EOFError, OSError, zlib.error) as exc:
-            # a cut or corrupt compressed file: keep every line read so far (all counted: the error comes
-            # from reading the next batch), say where it stopped
+            # a cut or corrupt compressed file: keep every whole line read so far, say where it stopped
             fstats.truncated = f"stream ends early after line {lineno:,} ({type(exc).__name__}: {exc})"
             if len(self.malformed_examples) < EXAMPLES_CAP + 1:
                 self.malformed_examples.append(f"{os.path.basename(path)}: {fstats.truncated}")
-            batch = []
         finally:
-            text.close()
-            if cur_t >= 0:
-                cell = per_second.get(cur_t)
-                if cell is None:
-                    per_second[cur_t] = [cur_req, cur_b]
-                else:
-                    cell[0] += cur_req
-                    cell[1] += cur_b
-            self.visit_summary.bursty_gaps += bursty
-            self.t_min, self.t_max = t_min, t_max
-            self._next_sweep = next_sweep if next_sweep >= 0 else None
+            stream.close()
         fstats.lines = lineno
         fstats.parsed = parsed
         self.lines += lineno
         self.parsed += parsed
         self.malformed += fstats.malformed
         return fstats
+
+    def _block(self, text: str, nlines: int, lineno: int, fmt: str, fstats: FileStats, bulk) -> int:
+        """Parse `nlines` lines (after line `lineno`) of `text`; returns how many were requests.
+
+        One C-level `findall` reads every field of every line. If it found one row per line, each line
+        is well formed and the rows go to `_bulk`. Otherwise the block holds a damaged (or merely odd)
+        line: it is halved until the pieces that still disagree are a few lines long, and those lines
+        take the strict path one by one. So a damaged line costs a few extra regex passes over its
+        neighbourhood, never the speed of the clean lines around it, and the order of lines (which the
+        visits depend on) is kept.
+        """
+        if bulk is not None:
+            quick, strict, quotes = bulk
+            if "\\" in text:
+                rows = strict(text)
+            else:
+                rows = quick(text)
+                if text.count('"') != quotes * nlines:
+                    rows = ()  # some field holds a quote: let the halving find the line
+            if len(rows) == nlines:
+                self._bulk(rows)
+                return nlines
+            if nlines > SLOW_BLOCK_LINES:
+                mid = text.find("\n", len(text) // 2) + 1
+                if 0 < mid < len(text):
+                    head = text.count("\n", 0, mid)
+                    parsed = self._block(text[:mid], head, lineno, fmt, fstats, bulk)
+                    return parsed + self._block(text[mid:], nlines - head, lineno + head, fmt, fstats, bulk)
+        parsed = 0
+        slow = self._slow
+        for i, line in enumerate(text.split("\n")[:nlines], start=lineno + 1):
+            if slow(line, fmt, fstats, i) and line.strip():
+                parsed += 1
+        return parsed
+
+    def _bulk(self, rows: list[tuple[str, str, str, str, str, str]]) -> None:
+        """Record rows of well-formed lines: (ident prefix, `[time] `, request, status, bytes, user agent).
+
+        Every expensive field is a dictionary hit after its first sighting (time string -> epoch, request
+        -> route id, client identity -> keyed hash); everything is bound to locals; per-second totals
+        are accumulated for the current second and written out when the second changes.
+        """
+        tcache, rcache, icache, hcache = self._tcache, self._rcache, self._icache, self._hcache
+        visits, wheel = self.visits, self._wheel
+        route_count, route_bytes, route_next = self.route_count, self.route_bytes, self.route_next
+        route_errors, route_persona = self.route_errors, self.route_persona
+        per_second = self.per_second
+        think = self.visit_summary.think_hist
+        timeout = self.timeout_s
+        route_id, client_id, sample, close_visit = self._route_id, self._client_id, self._sample, self._close_visit
+        tmap = self.time_map
+        cur_t = -1  # the second being accumulated in cur_req / cur_b (flushed when the second changes)
+        cur_req = cur_b = 0
+        bursty = 0
+        t_min, t_max = self.t_min, self.t_max
+        next_sweep = self._next_sweep if self._next_sweep is not None else -1
+        for prefix, ts, request, status, size, ua in rows:
+            t = tcache.get(ts)
+            if t is None:  # a new second: its hour is parsed once (the bulk regex checked every range)
+                hour = ts[:15] + ts[21:]
+                base = hcache.get(hour)
+                if base is None:
+                    base = hcache[hour] = parse_clf_time(ts[1:15] + ":00:00" + ts[21:27])
+                t = base + int(ts[16:18]) * 60 + int(ts[19:21])
+                if tmap is not None:
+                    t = tmap(t)
+                if len(tcache) > 400_000:
+                    tcache.clear()
+                tcache[ts] = t
+            b = 0 if size == "-" else int(size)
+            identity = prefix + ua
+            cid = icache.get(identity)
+            if cid is None:
+                cid = icache[identity] = client_id(identity)
+            rid = rcache.get(request)
+            if rid is None:
+                rid = route_id(request)
+            if status >= "400":
+                route_errors[rid] += 1
+            n = route_count[rid] + 1
+            route_count[rid] = n
+            route_bytes[rid] += b
+            if n >= route_next[rid]:
+                sample(rid, b)
+            if t == cur_t:
+                cur_req += 1
+                cur_b += b
+            else:
+                if cur_t >= 0:
+                    cell = per_second.get(cur_t)
+                    if cell is None:
+                        per_second[cur_t] = [cur_req, cur_b]
+                    else:
+                        cell[0] += cur_req
+                        cell[1] += cur_b
+                cur_t, cur_req, cur_b = t, 1, b
+                if t_min is None or t < t_min:
+                    t_min = t
+                if t_max is None or t > t_max:
+                    t_max = t
+                if t >= next_sweep:
+                    if next_sweep >= 0:
+                        self._sweep(t)
+                    next_sweep = t + 60
+            v = visits.get(cid)
+            if v is None:
+                visits[cid] = [t, t, 1, b, route_persona[rid], identity]
+                wslot = (t + timeout) // 60 + 1
+                wl = wheel.get(wslot)
+                if wl is None:
+                    wheel[wslot] = [cid]
+                else:
+                    wl.append(cid)
+            else:
+                gap = t - v[1]
+                if gap > timeout:
+                    visits[cid] = [t, t, 1, b, route_persona[rid], identity]
+                    close_visit(v)
+                else:
+                    if gap > 0:
+                        v[1] = t
+                        think[gap] = think.get(gap, 0) + 1
+                    elif gap == 0:
+                        bursty += 1
+                    v[2] += 1
+                    v[3] += b
+                    v[4] |= route_persona[rid]
+        if cur_t >= 0:
+            cell = per_second.get(cur_t)
+            if cell is None:
+                per_second[cur_t] = [cur_req, cur_b]
+            else:
+                cell[0] += cur_req
+                cell[1] += cur_b
+        self.visit_summary.bursty_gaps += bursty
+        self.t_min, self.t_max = t_min, t_max
+        self._next_sweep = next_sweep if next_sweep >= 0 else None
 
     @property
     def requests(self) -> int:
