@@ -20,17 +20,23 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import io
+import itertools
 import math
+import operator
 import os
 import random
 import re
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 FORMATS = ("common", "combined")
 MONTHS = {
@@ -167,6 +173,42 @@ def _classify_segment(seg: str) -> str:
     if len(seg) > 64 or _DIGIT.search(seg):
         return ":id"
     return seg
+
+
+def _template_segment(seg: str) -> str:
+    """One path segment as `route_template` writes it (the loop body there, for callers that cache)."""
+    if not seg or seg.isalpha():
+        return seg
+    hit = _SEGMENT_CACHE.get(seg)
+    if hit is None:
+        hit = _classify_segment(seg)
+        if hit == seg:
+            if len(_SEGMENT_CACHE) > 50_000:
+                _SEGMENT_CACHE.clear()
+            _SEGMENT_CACHE[seg] = seg
+    return hit
+
+
+def _id_segments(static: set[str]) -> re.Pattern:
+    """Regex of path segments that `_classify_segment` surely turns into `:id`: hex digits and `-` with
+    at least one digit (numbers, uuids, hashes), not a static word of the route map.
+
+    A segment is what `route_template` splits on `/` before the query (`?#;`) or the HTTP version
+    (space). Replacing a match with `/:id` never changes the route a request gets (`:id` templates to
+    itself), so the result serves as a cache key for requests carrying ids. It need not catch every id
+    (`s-12` stays): a key that keeps one is merely a key that does not repeat. Starting with a literal
+    `/` and consuming the segment possessively keeps the pass fast.
+    """
+    hexlike = re.compile(r"[0-9A-Fa-f-]*[0-9][0-9A-Fa-f-]*")
+    words = sorted((re.escape(w) for w in static if hexlike.fullmatch(w)), key=len, reverse=True)
+    guard = "(?!(?:" + "|".join(words) + r")(?![^/?#; \n]))" if words else ""
+    return re.compile(r"/(?=[0-9A-Fa-f-]*[0-9])" + guard + r"[0-9A-Fa-f-]++(?![^/?#; \n])")
+
+
+# What follows a `?` up to the next space (the query string, in a request target): cut from the route
+# cache key, as the route never depends on it (its shape is taken from the raw request). The `?` stays, so
+# a `?` elsewhere (`GET?x /`) still makes the same invalid request.
+_QUERY_OF_KEY = re.compile(r"\?[^ \n]+")
 
 
 def route_template(target: str) -> str:
@@ -407,6 +449,10 @@ class Ingest:
         self._rcache: dict[str, int] = {}
         self._tcache: dict[str, int] = {}
         self._icache: dict[str, bytes] = {}
+        self._kcache: dict[str, tuple[int, bool]] = {}  # request with ids as `:id` -> (route id, cacheable)
+        self._id_regex: re.Pattern | None = None
+        self._id_static: set[str] = set()
+        self._dcache: dict[str, str] = {}  # path directory -> its template (see _route_name)
         self._hcache: dict[str, int] = {}  # "[dd/Mon/yyyy:hh" + " +zzzz] " -> epoch of that hour (UTC)
         self.visits: dict[bytes, list] = {}
         self.visit_summary = VisitSummary()
@@ -419,8 +465,33 @@ class Ingest:
         return hashlib.blake2b(identity.encode("latin-1", "replace"), key=self._hkey, digest_size=12).digest()
 
     # -- routes -----------------------------------------------------------------------------------
+    def _route_name(self, request: str) -> str:
+        """`route_of_request`, with the directory part of the path templated once per distinct directory.
+
+        Requests with an id are never cached whole (each is a one-off), but their directory repeats:
+        `GET /conversation/message/<uuid> HTTP/1.1` costs one split, one look-up and one segment. Any
+        target this shortcut does not cover (no HTTP version, `#` or `;`, absolute form) takes
+        `route_of_request` itself; both give the same name (a template is per segment).
+        """
+        parts = request.split(" ")
+        if len(parts) == 3 and parts[2][:5] == "HTTP/":
+            method, target = parts[0], parts[1]
+            if target[:1] == "/" and method in METHODS:
+                path = target.partition("?")[0]
+                if "#" not in path and ";" not in path:
+                    k = path.rfind("/")
+                    folder = path[:k]
+                    dcache = self._dcache
+                    tdir = dcache.get(folder)
+                    if tdir is None:
+                        if len(dcache) >= CACHE_CAP:
+                            dcache.clear()
+                        tdir = dcache[folder] = "/".join(map(_template_segment, folder.split("/")))
+                    return method + " " + tdir + "/" + _template_segment(path[k + 1 :])
+        return route_of_request(request)
+
     def _route_id(self, request: str) -> int:
-        name = route_of_request(request)
+        name = self._route_name(request)
         rid = self.route_ids.get(name)
         if rid is None:
             if len(self.route_names) >= MAX_ROUTES and name != INVALID_ROUTE:
@@ -442,13 +513,7 @@ class Ingest:
                         mask |= 1 << i
                 self.route_persona.append(mask)
                 self.route_queries.append(set())
-        q = request.find("?")
-        if q >= 0:  # the shapes of the query strings a route takes, values only when enumeration-like
-            shapes = self.route_queries[rid]
-            if len(shapes) < 8:
-                shape = sanitize_query(request[q + 1 :].rsplit(" ", 1)[0])
-                if shape:
-                    shapes.add(shape)
+        self._note_query(rid, request)
         if ":id" not in name and ":email" not in name and ":user" not in name:
             # cache only requests that can repeat: one with an id in its path is a one-off, and keeping
             # it would fill memory (and the allocator) with strings that never hit again
@@ -456,6 +521,56 @@ class Ingest:
                 self._rcache.clear()
             self._rcache[request] = rid
         return rid
+
+    def _note_query(self, rid: int, request: str) -> None:
+        """The shapes of the query strings a route takes (at most 8), values only when enumeration-like."""
+        q = request.find("?")
+        if q >= 0:
+            shapes = self.route_queries[rid]
+            if len(shapes) < 8:
+                shape = sanitize_query(request[q + 1 :].rsplit(" ", 1)[0])
+                if shape:
+                    shapes.add(shape)
+
+    def _route_ids(self, requests: tuple[str, ...]) -> list[int]:
+        """Route id of each request of a block.
+
+        Requests seen before (without an id) are one C-level `map` over the request cache. The others,
+        each distinct one once and in order of first sight, lose their query string and get their id
+        segments replaced by `:id` in two regex passes over all of them (`_QUERY_OF_KEY`, `_id_segments`),
+        which turns one-off requests into a key that repeats (`GET /conversation/message/:id HTTP/1.1`):
+        a key names the same route as its requests,
+        so only a new key runs `_route_id`. The query shapes see every distinct request, as before.
+        """
+        rcache = self._rcache
+        rids = list(map(rcache.get, requests))
+        if None not in rids:
+            return rids
+        missing = list(dict.fromkeys(itertools.compress(requests, map(operator.is_, rids, itertools.repeat(None)))))
+        if self._id_regex is None or self._id_static != STATIC_SEGMENTS:
+            self._id_static = set(STATIC_SEGMENTS)
+            self._id_regex = _id_segments(self._id_static)
+        joined = _QUERY_OF_KEY.sub("?", "\n".join(missing))
+        keys = self._id_regex.sub("/:id", joined).split("\n")
+        kcache = self._kcache
+        fresh = {}
+        for request, key in zip(missing, keys, strict=True):
+            hit = kcache.get(key)
+            if hit is None:
+                rid = self._route_id(request)
+                if len(kcache) >= CACHE_CAP:
+                    kcache.clear()
+                kcache[key] = (rid, request in rcache)
+            else:
+                rid, cacheable = hit
+                if "?" in request:
+                    self._note_query(rid, request)
+                if cacheable:
+                    if len(rcache) >= CACHE_CAP:
+                        rcache.clear()
+                    rcache[request] = rid
+            fresh[request] = rid
+        return list(map(fresh.get, requests, rids))
 
     def _sample(self, rid: int, size: int) -> None:
         """Uniform reservoir of payload sizes per route (Li's Algorithm L: O(1) work between kept items)."""
@@ -628,6 +743,11 @@ class Ingest:
         progress = self.progress
         last_report = started = time.monotonic()
         carry = ""
+        # The cyclic garbage collector would walk every tracked object (the open visits, the caches) each
+        # few thousand allocations, and a chunk allocates hundreds of thousands of tuples and strings; none
+        # of them form cycles (reference counting frees them), so it is paused while a file is read.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             while True:
                 data = stream.read(CHUNK_BYTES)
@@ -666,6 +786,8 @@ class Ingest:
                 self.malformed_examples.append(f"{os.path.basename(path)}: {fstats.truncated}")
         finally:
             stream.close()
+            if gc_was_enabled:
+                gc.enable()
         fstats.lines = lineno
         fstats.parsed = parsed
         self.lines += lineno
@@ -710,105 +832,127 @@ class Ingest:
     def _bulk(self, rows: list[tuple[str, str, str, str, str, str]]) -> None:
         """Record rows of well-formed lines: (ident prefix, `[time] `, request, status, bytes, user agent).
 
-        Every expensive field is a dictionary hit after its first sighting (time string -> epoch, request
-        -> route id, client identity -> keyed hash); everything is bound to locals; per-second totals
-        are accumulated for the current second and written out when the second changes.
+        Column at a time, so most of the work is C loops rather than bytecode per line: the rows are
+        transposed (`zip`), each expensive field becomes a dictionary hit through `map` (time string ->
+        epoch, request -> route id, identity -> keyed hash), and only the misses (a new second, a request
+        with an id, a new client) run Python code, found with `list.index(None)`. Route counts and error
+        counts are `Counter`s; route bytes and per-second totals are `numpy.bincount` sums. Only the
+        visits, which depend on each client's order of requests, keep a loop over the lines.
         """
-        tcache, rcache, icache, hcache = self._tcache, self._rcache, self._icache, self._hcache
-        visits, wheel = self.visits, self._wheel
-        route_count, route_bytes, route_next = self.route_count, self.route_bytes, self.route_next
-        route_errors, route_persona = self.route_errors, self.route_persona
+        prefixes, stamps, requests, statuses, sizes, agents = zip(*rows, strict=True)
+        nrows = len(stamps)
+        # time: each new second once, from its hour (the bulk regex checked every range)
+        tcache, hcache, tmap = self._tcache, self._hcache, self.time_map
+        if len(tcache) > 400_000:
+            tcache.clear()
+        for ts in set(stamps).difference(tcache):
+            hour = ts[:15] + ts[21:]
+            base = hcache.get(hour)
+            if base is None:
+                base = hcache[hour] = parse_clf_time(ts[1:15] + ":00:00" + ts[21:27])
+            t = base + int(ts[16:18]) * 60 + int(ts[19:21])
+            tcache[ts] = tmap(t) if tmap is not None else t
+        times = list(map(tcache.__getitem__, stamps))
+        nbytes = list(map(int, sizes)) if "-" not in sizes else [0 if s == "-" else int(s) for s in sizes]
+        # identity -> keyed hash, once per client (the cache forgets a client when its visit closes)
+        identities = list(map(str.__add__, prefixes, agents))
+        icache, client_id = self._icache, self._client_id
+        for identity in set(identities).difference(icache):
+            icache[identity] = client_id(identity)
+        cids = list(map(icache.__getitem__, identities))
+        # routes
+        rids = self._route_ids(requests)
+        self._count_routes(rids, nbytes, statuses)
+        # per-second totals
+        tarr = np.array(times, dtype=np.int64)
+        barr = np.array(nbytes, dtype=np.float64)  # sums stay exact below 2**53 bytes
+        seconds, where = np.unique(tarr, return_inverse=True)
         per_second = self.per_second
-        think = self.visit_summary.think_hist
-        timeout = self.timeout_s
-        route_id, client_id, sample, close_visit = self._route_id, self._client_id, self._sample, self._close_visit
-        tmap = self.time_map
-        cur_t = -1  # the second being accumulated in cur_req / cur_b (flushed when the second changes)
-        cur_req = cur_b = 0
-        bursty = 0
-        t_min, t_max = self.t_min, self.t_max
-        next_sweep = self._next_sweep if self._next_sweep is not None else -1
-        for prefix, ts, request, status, size, ua in rows:
-            t = tcache.get(ts)
-            if t is None:  # a new second: its hour is parsed once (the bulk regex checked every range)
-                hour = ts[:15] + ts[21:]
-                base = hcache.get(hour)
-                if base is None:
-                    base = hcache[hour] = parse_clf_time(ts[1:15] + ":00:00" + ts[21:27])
-                t = base + int(ts[16:18]) * 60 + int(ts[19:21])
-                if tmap is not None:
-                    t = tmap(t)
-                if len(tcache) > 400_000:
-                    tcache.clear()
-                tcache[ts] = t
-            b = 0 if size == "-" else int(size)
-            identity = prefix + ua
-            cid = icache.get(identity)
-            if cid is None:
-                cid = icache[identity] = client_id(identity)
-            rid = rcache.get(request)
-            if rid is None:
-                rid = route_id(request)
-            if status >= "400":
-                route_errors[rid] += 1
-            n = route_count[rid] + 1
-            route_count[rid] = n
-            route_bytes[rid] += b
-            if n >= route_next[rid]:
-                sample(rid, b)
-            if t == cur_t:
-                cur_req += 1
-                cur_b += b
+        for t, n, b in zip(seconds.tolist(), np.bincount(where).tolist(), np.bincount(where, barr).tolist(), strict=True):
+            cell = per_second.get(t)
+            if cell is None:
+                per_second[t] = [n, int(b)]
             else:
-                if cur_t >= 0:
-                    cell = per_second.get(cur_t)
-                    if cell is None:
-                        per_second[cur_t] = [cur_req, cur_b]
-                    else:
-                        cell[0] += cur_req
-                        cell[1] += cur_b
-                cur_t, cur_req, cur_b = t, 1, b
-                if t_min is None or t < t_min:
-                    t_min = t
-                if t_max is None or t > t_max:
-                    t_max = t
-                if t >= next_sweep:
-                    if next_sweep >= 0:
-                        self._sweep(t)
-                    next_sweep = t + 60
+                cell[0] += n
+                cell[1] += int(b)
+        lo, hi = int(seconds[0]), int(seconds[-1])
+        if self.t_min is None or lo < self.t_min:
+            self.t_min = lo
+        if self.t_max is None or hi > self.t_max:
+            self.t_max = hi
+        # visits: in line order, per client
+        route_persona = self.route_persona
+        masks = map(route_persona.__getitem__, rids) if any(route_persona) else itertools.repeat(0, nrows)
+        visits, wheel, timeout, close_visit = self.visits, self._wheel, self.timeout_s, self._close_visit
+        gaps: list[int] = []
+        add_gap = gaps.append
+        bursty = 0
+        next_sweep = self._next_sweep if self._next_sweep is not None else -1
+        for cid, t, b, pm, identity in zip(cids, times, nbytes, masks, identities, strict=False):
+            if t >= next_sweep:
+                if next_sweep >= 0:
+                    self._sweep(t)
+                next_sweep = t + 60
             v = visits.get(cid)
             if v is None:
-                visits[cid] = [t, t, 1, b, route_persona[rid], identity]
+                visits[cid] = [t, t, 1, b, pm, identity]
                 wslot = (t + timeout) // 60 + 1
                 wl = wheel.get(wslot)
                 if wl is None:
                     wheel[wslot] = [cid]
                 else:
                     wl.append(cid)
-            else:
-                gap = t - v[1]
+                continue
+            gap = t - v[1]
+            if gap > 0:
                 if gap > timeout:
-                    visits[cid] = [t, t, 1, b, route_persona[rid], identity]
+                    visits[cid] = [t, t, 1, b, pm, identity]
                     close_visit(v)
-                else:
-                    if gap > 0:
-                        v[1] = t
-                        think[gap] = think.get(gap, 0) + 1
-                    elif gap == 0:
-                        bursty += 1
-                    v[2] += 1
-                    v[3] += b
-                    v[4] |= route_persona[rid]
-        if cur_t >= 0:
-            cell = per_second.get(cur_t)
-            if cell is None:
-                per_second[cur_t] = [cur_req, cur_b]
-            else:
-                cell[0] += cur_req
-                cell[1] += cur_b
+                    continue
+                v[1] = t
+                add_gap(gap)
+            elif gap == 0:
+                bursty += 1
+            v[2] += 1
+            v[3] += b
+            v[4] |= pm
+        think = self.visit_summary.think_hist
+        for gap, n in Counter(gaps).items():
+            think[gap] = think.get(gap, 0) + n
         self.visit_summary.bursty_gaps += bursty
-        self.t_min, self.t_max = t_min, t_max
         self._next_sweep = next_sweep if next_sweep >= 0 else None
+
+    def _count_routes(self, rids: list[int], nbytes: list[int], statuses: tuple[str, ...]) -> None:
+        """Requests, errors and bytes per route for a block, and the payload reservoirs.
+
+        The reservoir (Algorithm L) only needs the sizes at the positions it picks in each route's own
+        sequence, so the sizes are grouped by route (a stable sort keeps each route's order) and only
+        those positions are read: the same choices a line-by-line pass makes, apart from how routes
+        interleave their draws from the one random generator.
+        """
+        route_count, route_bytes, route_next = self.route_count, self.route_bytes, self.route_next
+        counts = Counter(rids)
+        for (rid, status), n in Counter(zip(rids, statuses, strict=True)).items():
+            if status >= "400":
+                self.route_errors[rid] += n
+        rarr = np.array(rids, dtype=np.int64)
+        barr = np.array(nbytes, dtype=np.int64)
+        sums = np.bincount(rarr, barr.astype(np.float64), minlength=len(route_count)).tolist()
+        grouped = starts = None
+        for rid, n in counts.items():
+            route_bytes[rid] += int(sums[rid])
+            before = route_count[rid]
+            end = before + n
+            if route_next[rid] <= end:
+                if grouped is None:
+                    grouped = barr[np.argsort(rarr, kind="stable")].tolist()
+                    starts = np.concatenate(([0], np.cumsum(np.bincount(rarr)))).tolist()
+                first = starts[rid]
+                while route_next[rid] <= end:
+                    k = route_next[rid]
+                    route_count[rid] = k  # what _sample reads as "this route's request count"
+                    self._sample(rid, grouped[first + k - before - 1])
+            route_count[rid] = end
 
     @property
     def requests(self) -> int:
