@@ -76,6 +76,11 @@ class Visit:
         kind = self.workload.personas[self.persona]["accounts"]
         self.account = self.rng.choice(rt.accounts[kind])
         self.context = {"persona": self.persona, "request_bytes": 0, "lateness_s": float(lateness_s)}
+        # Production visits come from many client addresses; one load generator has one. Each visit names its own
+        # client in X-Forwarded-For (a documentation address, RFC 3849, never routed), so the staging ENT's access
+        # log groups into visits as a production log does (entload profile round trip).
+        n = self.rng.getrandbits(32)
+        self.client_addr = f"2001:db8::{n >> 16:x}:{n & 0xFFFF:x}"
         self.failed = False
         self.me: dict = {}
         self.seen: dict[str, list[str]] = {}
@@ -116,6 +121,7 @@ class Visit:
         if query:
             url += "?" + urlencode(query)
         hdrs = dict(headers or {})
+        hdrs["X-Forwarded-For"] = self.client_addr
         if json_body is not None:
             body = json.dumps(json_body).encode()
             content_type = "application/json"
