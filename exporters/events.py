@@ -30,9 +30,10 @@ visit_completed = EventHook()
 #:   an arrival found no free virtual user and was dropped (k6 semantics).
 arrival_dropped = EventHook()
 
-#: fire(rate_per_s: float, expected_in_tick: float)
-#:   this process's target arrival rate now, and the expected number of arrivals (rate integrated) in the
-#:   tick just scheduled; summing expected_in_tick gives the target arrival count.
+#: fire(rate_per_s: float, expected_in_tick: float, scheduled_in_tick: int)
+#:   this process's target rate now; the expected arrivals in the tick just scheduled (rate integrated) and the
+#:   arrivals actually drawn for it (the seeded realisation); summing scheduled_in_tick gives the run's target,
+#:   summing expected_in_tick its expected count.
 arrival_target = EventHook()
 
 for _name in ("visit_started", "visit_completed", "arrival_dropped", "arrival_target"):
