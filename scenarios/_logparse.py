@@ -111,6 +111,11 @@ _BULK_STRICT = {
     "combined": re.compile(_BULK_STRICT_HEAD + ' "' + _FIELD + '" "(' + _FIELD + ')"$', re.M),
 }
 QUOTES_PER_LINE = {"common": 2, "combined": 6}
+QMARKS = itertools.repeat("?")
+# A query value that is an id (hex digits and `-`, a digit among them, 4 characters or more):
+# `sanitize_query` writes it `:v` as it would `-`, so `=-` in its place leaves the query's shape as it was
+# and makes one-off queries (`?id=<uuid>`) share a skeleton whose shape is computed once.
+_ID_VALUE = re.compile(r"=(?=[0-9A-Fa-f-]*[0-9])[0-9A-Fa-f-]{4,}+(?![^& \n])")
 CHUNK_BYTES = 4 << 20  # read size: big enough that per-chunk overhead vanishes, small enough for flat memory
 SLOW_BLOCK_LINES = 8  # a block that does not parse whole is halved down to this many lines
 
@@ -449,7 +454,8 @@ class Ingest:
         self._rcache: dict[str, int] = {}
         self._tcache: dict[str, int] = {}
         self._icache: dict[str, bytes] = {}
-        self._kcache: dict[str, tuple[int, bool]] = {}  # request with ids as `:id` -> (route id, cacheable)
+        self._kcache: dict[str, tuple[int, bool]] = {}
+        self._qcache: dict[str, str] = {}  # request with id values as `-` -> sanitised query shape  # request with ids as `:id` -> (route id, cacheable)
         self._id_regex: re.Pattern | None = None
         self._id_static: set[str] = set()
         self._dcache: dict[str, str] = {}  # path directory -> its template (see _route_name)
@@ -553,23 +559,42 @@ class Ingest:
         joined = _QUERY_OF_KEY.sub("?", "\n".join(missing))
         keys = self._id_regex.sub("/:id", joined).split("\n")
         kcache = self._kcache
-        fresh = {}
-        for request, key in zip(missing, keys, strict=True):
-            hit = kcache.get(key)
-            if hit is None:
-                rid = self._route_id(request)
-                if len(kcache) >= CACHE_CAP:
-                    kcache.clear()
-                kcache[key] = (rid, request in rcache)
-            else:
-                rid, cacheable = hit
-                if "?" in request:
-                    self._note_query(rid, request)
-                if cacheable:
-                    if len(rcache) >= CACHE_CAP:
-                        rcache.clear()
-                    rcache[request] = rid
-            fresh[request] = rid
+        hits = list(map(kcache.get, keys))
+        i = -1
+        try:
+            while True:  # a new key: the first request of a route not seen yet (in line order)
+                i = hits.index(None, i + 1)
+                hit = kcache.get(keys[i])
+                if hit is None:
+                    request = missing[i]
+                    rid = self._route_id(request)
+                    if len(kcache) >= CACHE_CAP:
+                        kcache.clear()
+                    hit = kcache[keys[i]] = (rid, request in rcache)
+                hits[i] = hit
+        except ValueError:
+            pass
+        mrids = list(map(operator.itemgetter(0), hits))
+        if "?" in joined:  # the query shapes, as _note_query takes them, each distinct skeleton once
+            skeletons = _ID_VALUE.sub("=-", "\n".join(missing)).split("\n")
+            queries, qcache = self.route_queries, self._qcache
+            with_query = map(operator.contains, missing, QMARKS)
+            for rid, skeleton in itertools.compress(zip(mrids, skeletons, strict=True), with_query):
+                shapes = queries[rid]
+                if len(shapes) < 8:
+                    shape = qcache.get(skeleton)
+                    if shape is None:
+                        q = skeleton.find("?")
+                        shape = sanitize_query(skeleton[q + 1 :].rsplit(" ", 1)[0])
+                        if len(qcache) >= CACHE_CAP:
+                            qcache.clear()
+                        qcache[skeleton] = shape
+                    if shape:
+                        shapes.add(shape)
+        if len(rcache) + len(missing) >= CACHE_CAP:
+            rcache.clear()
+        rcache.update(itertools.compress(zip(missing, mrids, strict=True), map(operator.itemgetter(1), hits)))
+        fresh = dict(zip(missing, mrids, strict=True))
         return list(map(fresh.get, requests, rids))
 
     def _sample(self, rid: int, size: int) -> None:
@@ -931,22 +956,25 @@ class Ingest:
         interleave their draws from the one random generator.
         """
         route_count, route_bytes, route_next = self.route_count, self.route_bytes, self.route_next
-        counts = Counter(rids)
-        for (rid, status), n in Counter(zip(rids, statuses, strict=True)).items():
-            if status >= "400":
+        errors = {s for s in set(statuses) if s >= "400"}
+        if errors:
+            for rid, n in Counter(itertools.compress(rids, map(errors.__contains__, statuses))).items():
                 self.route_errors[rid] += n
         rarr = np.array(rids, dtype=np.int64)
         barr = np.array(nbytes, dtype=np.int64)
-        sums = np.bincount(rarr, barr.astype(np.float64), minlength=len(route_count)).tolist()
+        per_route = np.bincount(rarr)
+        sums = np.bincount(rarr, barr).tolist()
+        counts = per_route.tolist()
         grouped = starts = None
-        for rid, n in counts.items():
+        for rid in np.flatnonzero(per_route).tolist():
+            n = counts[rid]
             route_bytes[rid] += int(sums[rid])
             before = route_count[rid]
             end = before + n
             if route_next[rid] <= end:
                 if grouped is None:
                     grouped = barr[np.argsort(rarr, kind="stable")].tolist()
-                    starts = np.concatenate(([0], np.cumsum(np.bincount(rarr)))).tolist()
+                    starts = np.concatenate(([0], np.cumsum(per_route))).tolist()
                 first = starts[rid]
                 while route_next[rid] <= end:
                     k = route_next[rid]
