@@ -865,7 +865,6 @@ class Ingest:
         visits, which depend on each client's order of requests, keep a loop over the lines.
         """
         prefixes, stamps, requests, statuses, sizes, agents = zip(*rows, strict=True)
-        nrows = len(stamps)
         # time: each new second once, from its hour (the bulk regex checked every range)
         tcache, hcache, tmap = self._tcache, self._hcache, self.time_map
         if len(tcache) > 400_000:
@@ -905,47 +904,104 @@ class Ingest:
             self.t_min = lo
         if self.t_max is None or hi > self.t_max:
             self.t_max = hi
-        # visits: in line order, per client
+        # visits: per client, in line order
         route_persona = self.route_persona
-        masks = map(route_persona.__getitem__, rids) if any(route_persona) else itertools.repeat(0, nrows)
-        visits, wheel, timeout, close_visit = self.visits, self._wheel, self.timeout_s, self._close_visit
-        gaps: list[int] = []
-        add_gap = gaps.append
-        bursty = 0
-        next_sweep = self._next_sweep if self._next_sweep is not None else -1
-        for cid, t, b, pm, identity in zip(cids, times, nbytes, masks, identities, strict=False):
-            if t >= next_sweep:
-                if next_sweep >= 0:
-                    self._sweep(t)
-                next_sweep = t + 60
-            v = visits.get(cid)
-            if v is None:
-                visits[cid] = [t, t, 1, b, pm, identity]
-                wslot = (t + timeout) // 60 + 1
-                wl = wheel.get(wslot)
-                if wl is None:
-                    wheel[wslot] = [cid]
-                else:
-                    wl.append(cid)
-                continue
-            gap = t - v[1]
-            if gap > 0:
-                if gap > timeout:
-                    visits[cid] = [t, t, 1, b, pm, identity]
-                    close_visit(v)
+        masks = list(map(route_persona.__getitem__, rids)) if any(route_persona) else None
+        self._visits(cids, tarr, nbytes, masks, identities)
+        now = times[-1]
+        if self._next_sweep is None:
+            self._next_sweep = now + 60
+        elif now >= self._next_sweep:
+            self._sweep(now)
+
+    def _visits(self, cids: list[bytes], tarr, nbytes: list[int], masks: list[int] | None,
+                identities: list[str]) -> None:
+        """Advance the visits with a block of lines, array at a time.
+
+        Per client, a visit's last request time is the running maximum of its times, so the gap before
+        each line, the visit boundaries (gap over the timeout) and the think times come from a stable sort
+        by client, a grouped running maximum and comparisons; requests, bytes and persona evidence per
+        visit are `reduceat` sums. Python then touches each client and visit of the block once, not each
+        line. The result is the line-by-line one (`_visit_step`); idle visits are swept once per block.
+        """
+        n = len(cids)
+        first_seen: dict[bytes, int] = {}
+        code = np.array(list(map(first_seen.setdefault, cids, itertools.count())), dtype=np.int64)
+        order = np.argsort(code, kind="stable")
+        ts = tarr[order]
+        head = np.empty(n, dtype=bool)  # first line of a client (in sorted order)
+        head[0] = True
+        np.not_equal(code[order][1:], code[order][:-1], out=head[1:])
+        heads = np.flatnonzero(head)
+        group = np.cumsum(head) - 1
+        visits = self.visits
+        group_lines = order[heads].tolist()
+        prior = [visits.get(cids[i]) for i in group_lines]
+        never = -(1 << 62)
+        prior_last = np.array([never if v is None else v[1] for v in prior], dtype=np.int64)
+        # running maximum of the times within each client (groups offset so that they cannot mix)
+        t0 = int(ts.min())
+        width = int(ts.max()) - t0 + 1
+        shifted = ts - t0 + group * width
+        running = np.maximum.accumulate(shifted) - group * width + t0
+        before = np.empty(n, dtype=np.int64)
+        before[1:] = running[:-1]
+        before[heads] = never
+        np.maximum(before, prior_last[group], out=before)
+        gap = ts - before
+        timeout = self.timeout_s
+        new = gap > timeout
+        cont = ~new
+        thinking = gap[cont & (gap > 0)]
+        if thinking.size:
+            think = self.visit_summary.think_hist
+            values, counts = np.unique(thinking, return_counts=True)
+            for g, c in zip(values.tolist(), counts.tolist(), strict=True):
+                think[g] = think.get(g, 0) + c
+        self.visit_summary.bursty_gaps += int(np.count_nonzero(cont & (gap == 0)))
+        # visit segments: a new visit, or the first lines of a client (which may continue its open visit)
+        bounds = np.flatnonzero(new | head)
+        sizes = np.diff(np.append(bounds, n)).tolist()
+        seg_bytes = np.add.reduceat(np.array(nbytes, dtype=np.int64)[order], bounds).tolist()
+        seg_last = np.maximum.reduceat(ts, bounds).tolist()
+        seg_start = ts[bounds].tolist()
+        seg_new = new[bounds].tolist()
+        seg_head = head[bounds].tolist()
+        seg_mask = (np.bitwise_or.reduceat(np.array(masks, dtype=np.int64)[order], bounds).tolist()
+                    if masks is not None else itertools.repeat(0))
+        wheel, close_visit = self._wheel, self._close_visit
+        g = -1
+        v = None
+        cid = identity = None
+        for size, nb, last, start, is_new, is_head, mask in zip(
+            sizes, seg_bytes, seg_last, seg_start, seg_new, seg_head, seg_mask, strict=False
+        ):
+            if is_head:  # a client's first segment in the block: settle what it carries over
+                if v is not None:
+                    visits[cid] = v
+                g += 1
+                line = group_lines[g]
+                cid, identity = cids[line], identities[line]
+                v = prior[g]
+                if v is None:
+                    slot = (start + timeout) // 60 + 1
+                    wl = wheel.get(slot)
+                    if wl is None:
+                        wheel[slot] = [cid]
+                    else:
+                        wl.append(cid)
+                elif not is_new:
+                    if last > v[1]:
+                        v[1] = last
+                    v[2] += size
+                    v[3] += nb
+                    v[4] |= mask
                     continue
-                v[1] = t
-                add_gap(gap)
-            elif gap == 0:
-                bursty += 1
-            v[2] += 1
-            v[3] += b
-            v[4] |= pm
-        think = self.visit_summary.think_hist
-        for gap, n in Counter(gaps).items():
-            think[gap] = think.get(gap, 0) + n
-        self.visit_summary.bursty_gaps += bursty
-        self._next_sweep = next_sweep if next_sweep >= 0 else None
+            if v is not None:
+                close_visit(v)
+            v = [start, last, size, nb, mask, identity]
+        if v is not None:
+            visits[cid] = v
 
     def _count_routes(self, rids: list[int], nbytes: list[int], statuses: tuple[str, ...]) -> None:
         """Requests, errors and bytes per route for a block, and the payload reservoirs.
