@@ -114,7 +114,8 @@ QUOTES_PER_LINE = {"common": 2, "combined": 6}
 QMARKS = itertools.repeat("?")
 # A query value that is an id (hex digits and `-`, a digit among them, 4 characters or more):
 # `sanitize_query` writes it `:v` as it would `-`, so `=-` in its place leaves the query's shape as it was
-# and makes one-off queries (`?id=<uuid>`) share a skeleton whose shape is computed once.
+# and makes one-off queries (`?id=<uuid>`) share a skeleton whose shape is computed once. (The skeleton
+# also has its path ids as `/:id`: a query part holding a `/` is `:v` or dropped either way.)
 _ID_VALUE = re.compile(r"=(?=[0-9A-Fa-f-]*[0-9])[0-9A-Fa-f-]{4,}+(?![^& \n])")
 CHUNK_BYTES = 4 << 20  # read size: big enough that per-chunk overhead vanishes, small enough for flat memory
 SLOW_BLOCK_LINES = 8  # a block that does not parse whole is halved down to this many lines
@@ -556,8 +557,8 @@ class Ingest:
         if self._id_regex is None or self._id_static != STATIC_SEGMENTS:
             self._id_static = set(STATIC_SEGMENTS)
             self._id_regex = _id_segments(self._id_static)
-        joined = _QUERY_OF_KEY.sub("?", "\n".join(missing))
-        keys = self._id_regex.sub("/:id", joined).split("\n")
+        joined = self._id_regex.sub("/:id", "\n".join(missing))
+        keys = _QUERY_OF_KEY.sub("?", joined).split("\n")
         kcache = self._kcache
         hits = list(map(kcache.get, keys))
         i = -1
@@ -576,7 +577,7 @@ class Ingest:
             pass
         mrids = list(map(operator.itemgetter(0), hits))
         if "?" in joined:  # the query shapes, as _note_query takes them, each distinct skeleton once
-            skeletons = _ID_VALUE.sub("=-", "\n".join(missing)).split("\n")
+            skeletons = _ID_VALUE.sub("=-", joined).split("\n")
             queries, qcache = self.route_queries, self._qcache
             with_query = map(operator.contains, missing, QMARKS)
             for rid, skeleton in itertools.compress(zip(mrids, skeletons, strict=True), with_query):
@@ -1032,6 +1033,14 @@ class Ingest:
                     grouped = barr[np.argsort(rarr, kind="stable")].tolist()
                     starts = np.concatenate(([0], np.cumsum(per_route))).tolist()
                 first = starts[rid]
+                samples = self.route_samples[rid]
+                room = SAMPLE_CAP - 1 - len(samples)
+                if room > 0 and route_next[rid] == before + 1:
+                    # filling the reservoir: every size is kept, in order (what _sample does one by one,
+                    # without a random draw), up to the last one, which _sample takes to start skipping
+                    take = min(room, n)
+                    samples.extend(grouped[first : first + take])
+                    route_next[rid] = before + take + 1
                 while route_next[rid] <= end:
                     k = route_next[rid]
                     route_count[rid] = k  # what _sample reads as "this route's request count"
