@@ -1,6 +1,6 @@
 """Access-log parser speed and memory, side by side with two references in one run.
 
-    .venv/bin/python -m benchmarks.logparse_speed [--lines 1000000] [--small 250000] [--keep DIR]
+    .venv/bin/python -m benchmarks.logparse_speed [--lines 1000000] [--small 250000] [--keep DIR] [--repeat 3]
 
 Generates a synthetic ENT day in combined log format (visits of students, parents and teachers from
 NAT'd school addresses and homes, ids in paths, assets, uploads), then measures on one core:
@@ -155,10 +155,20 @@ def full_ingest(path: str) -> int:
     return ingest([path], "combined", key=b"bench").parsed
 
 
-def _timed(fn, path: str) -> tuple[int, float]:
-    t0 = time.process_time()
-    n = fn(path)
-    return n, time.process_time() - t0
+def _timed(fn, path: str, repeat: int) -> tuple[int, float, float]:
+    """Lines and (best, median) CPU seconds of `repeat` runs of one contender.
+
+    CPU time of this process only (one core); the best of several runs is the contender's own cost, as
+    `timeit` reports it: other processes on a shared machine only ever add to it (cache and memory-bus
+    contention), never take away. The median is shown next to it so a noisy machine is visible."""
+    times = []
+    n = 0
+    for _ in range(repeat):
+        t0 = time.process_time()
+        n = fn(path)
+        times.append(time.process_time() - t0)
+    times.sort()
+    return n, times[0], times[len(times) // 2]
 
 
 def _child_baseline() -> int:
@@ -200,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", type=int, default=1_000_000, help="lines of the large synthetic log")
     ap.add_argument("--small", type=int, default=250_000, help="lines of the small log (memory comparison)")
     ap.add_argument("--keep", help="write the synthetic logs here instead of a temporary folder")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per contender (best and median CPU time shown)")
     args = ap.parse_args(argv)
+    import scenarios._logparse  # noqa: F401  (imported before timing: its import, numpy's, is not parsing)
+
     folder = args.keep or tempfile.mkdtemp(prefix="entload-logbench-")
     os.makedirs(folder, exist_ok=True)
     big, small = os.path.join(folder, "big.log"), os.path.join(folder, "small.log")
@@ -219,18 +232,20 @@ def main(argv: list[str] | None = None) -> int:
         ("one compiled regex", one_regex),
         ("entload profile parser", full_ingest),
     ):
-        n, cpu = _timed(fn, big)
-        rows.append((name, n, cpu, nbig / cpu))
+        n, cpu, median = _timed(fn, big, max(1, args.repeat))
+        rows.append((name, n, cpu, nbig / cpu, nbig / median))
     mem_base, mem_small, mem_big = _child_baseline(), _child_memory(small), _child_memory(big)
     heap_small, heap_big = _child_heap(small), _child_heap(big)
-    print(f"\nlines: {nbig:,} combined-format (CPU time, one core; {os.cpu_count()} cores on this machine)\n")
+    print(f"\nlines: {nbig:,} combined-format (CPU time, one core; {os.cpu_count()} cores on this machine; "
+          f"best of {max(1, args.repeat)} runs, median in brackets)\n")
     print("| contender | lines/s | CPU s | ratio to bare loop | ratio to one regex |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for name, _n, cpu, rate in rows:
-        print(f"| {name} | {rate:,.0f} | {cpu:.2f} | {rate / rows[0][3]:.3f} | {rate / rows[1][3]:.2f} |")
-    parser_rate = rows[2][3]
+    for name, _n, cpu, rate, median_rate in rows:
+        print(f"| {name} | {rate:,.0f} ({median_rate:,.0f}) | {cpu:.2f} | {rate / rows[0][3]:.3f} | "
+              f"{rate / rows[1][3]:.2f} |")
+    parser_rate = rows[2][4]  # the bar is judged on the median run, not the best one
     print(
-        f"\nbar: >= {BAR_LINES_PER_S:,} lines/s -> {'PASS' if parser_rate >= BAR_LINES_PER_S else 'FAIL'} "
+        f"\nbar (median run): >= {BAR_LINES_PER_S:,} lines/s -> {'PASS' if parser_rate >= BAR_LINES_PER_S else 'FAIL'} "
         f"({parser_rate / BAR_LINES_PER_S:.2f}x the bar; a 3.6M-line day in {3.6e6 / parser_rate:.1f}s)"
     )
     print("\n| input | lines | peak RSS (MiB) | parse heap peak (MiB, tracemalloc) | lines/s in that process |")
