@@ -17,8 +17,9 @@ from entload.runstore import PLOTS, RunFolder
 BUCKET_SIM_S = 600  # the fidelity unit: simulated 10-minute buckets
 
 
-def read_timeseries(path: Path) -> dict[str, list[float]]:
+def read_timeseries(path: Path | str) -> dict[str, list[float]]:
     cols: dict[str, list[float]] = {}
+    path = Path(path)
     if not path.exists():
         return cols
     with open(path, newline="", encoding="utf-8") as f:
