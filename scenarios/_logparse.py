@@ -92,9 +92,9 @@ _PREFIX = re.compile(r"^\S+ \S+ \S+ $")
 # it accepts, parse_clf_time accepts too; odd status codes or spacing go to the strict path.
 # _BULK is the quick form: its quoted fields are single-character loops (`[^"]*`, `.*`), which the regex
 # engine runs several times faster than a class of several characters. It is only used on a chunk without
-# a backslash (no escaped quote anywhere) and whose quote count is exactly the format's per line, so no
-# field holds a quote and it reads what _SLOW reads. _BULK_STRICT (no quote, backslash or newline in a
-# field) serves the other chunks.
+# a backslash (no escaped quote anywhere), and its rows are dropped if an agent holds a quote (`(.*)`
+# reads up to the last one); a quote in the client fields is read by _SLOW's `\S+` just the same.
+# _BULK_STRICT (no quote, backslash or newline in a field) serves the other chunks.
 _BULK_TS = (
     r"(\[(?:0[1-9]|[12][0-9]|3[01])/(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/[0-9]{4}"
     r":(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60) [+-][0-9]{4}\] )"
@@ -111,7 +111,7 @@ _BULK_STRICT = {
     "common": re.compile(_BULK_STRICT_HEAD + r"()$", re.M),
     "combined": re.compile(_BULK_STRICT_HEAD + ' "' + _FIELD + '" "(' + _FIELD + ')"$', re.M),
 }
-QUOTES_PER_LINE = {"common": 2, "combined": 6}
+QUOTES = itertools.repeat('"')
 QMARKS = itertools.repeat("?")
 _COLUMNS = [operator.itemgetter(i) for i in range(6)]  # rows -> columns (steadier than zip(*rows))
 # A query value that is an id (hex digits and `-`, a digit among them, 4 characters or more):
@@ -774,7 +774,7 @@ class Ingest:
         fstats = FileStats(path=path, format=fmt)
         self.files.append(fstats)
         stream, fraction = open_binary(path)
-        bulk = (_BULK[fmt].findall, _BULK_STRICT[fmt].findall, QUOTES_PER_LINE[fmt]) if fast else None
+        bulk = (_BULK[fmt].findall, _BULK_STRICT[fmt].findall) if fast else None
         lineno = parsed = 0
         progress = self.progress
         last_report = started = time.monotonic()
@@ -842,16 +842,15 @@ class Ingest:
         visits depend on) is kept.
         """
         if bulk is not None:
-            quick, strict, quotes = bulk
-            if "\\" in text:
-                rows = strict(text)
-            else:
-                rows = quick(text)
-                if text.count('"') != quotes * nlines:
-                    rows = ()  # some field holds a quote: let the halving find the line
+            quick, strict = bulk
+            rows = strict(text) if "\\" in text else quick(text)
             if len(rows) == nlines:
-                self._bulk(rows)
-                return nlines
+                columns = [list(map(get, rows)) for get in _COLUMNS]
+                # the quick form's `(.*)` reads an agent up to the line's last quote: one holding a
+                # quote is not what the strict path reads; let the halving find the line
+                if not any(map(operator.contains, columns[5], QUOTES)):
+                    self._bulk(*columns)
+                    return nlines
             if nlines > SLOW_BLOCK_LINES:
                 mid = text.find("\n", len(text) // 2) + 1
                 if 0 < mid < len(text):
@@ -865,17 +864,16 @@ class Ingest:
                 parsed += 1
         return parsed
 
-    def _bulk(self, rows: list[tuple[str, str, str, str, str, str]]) -> None:
-        """Record rows of well-formed lines: (ident prefix, `[time] `, request, status, bytes, user agent).
+    def _bulk(self, prefixes: list[str], stamps: list[str], requests: list[str], statuses: list[str],
+              sizes: list[str], agents: list[str]) -> None:
+        """Record well-formed lines, given as columns: ident prefix, `[time] `, request, status, bytes, agent.
 
-        Column at a time, so most of the work is C loops rather than bytecode per line: the rows are
-        transposed (`zip`), each expensive field becomes a dictionary hit through `map` (time string ->
+        Column at a time, so most of the work is C loops rather than bytecode per line: each expensive field becomes a dictionary hit through `map` (time string ->
         epoch, request -> route id, identity -> keyed hash), and only the misses (a new second, a request
         with an id, a new client) run Python code, found with `list.index(None)`. Route counts and error
         counts are `Counter`s; route bytes and per-second totals are `numpy.bincount` sums. Only the
         visits, which depend on each client's order of requests, keep a loop over the lines.
         """
-        prefixes, stamps, requests, statuses, sizes, agents = [list(map(get, rows)) for get in _COLUMNS]
         # time: each new second once, from its hour (the bulk regex checked every range)
         tcache, hcache, tmap = self._tcache, self._hcache, self.time_map
         if len(tcache) > 400_000:
