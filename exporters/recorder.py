@@ -106,9 +106,10 @@ def hist_quantiles(hist: dict, qs: tuple[float, ...]) -> list[float | None]:
 
 # ---------------------------------------------------------------------------------------------------------
 def _new_second() -> dict:
-    # n requests, f failures, bd/bu bytes, a arrivals (visits started), l late, d dropped, tg target
+    # n requests, f failures, bd/bu bytes, a arrivals (visits started), l late, d dropped, tg target (the arrivals
+    # the scheduler drew), ex expected (the profile's rate integrated; tg - ex is Poisson noise)
     # (expected arrivals), h latency histogram, av active visits and u users (snapshots, per process)
-    return {"n": 0, "f": 0, "bd": 0, "bu": 0, "a": 0, "l": 0, "d": 0, "tg": 0.0, "h": {}}
+    return {"n": 0, "f": 0, "bd": 0, "bu": 0, "a": 0, "l": 0, "d": 0, "tg": 0.0, "ex": 0.0, "h": {}}
 
 
 def _new_endpoint() -> dict:
@@ -279,10 +280,15 @@ class Collector:
         self._intended(intended_at)[1] += 1
         self._second(time.time())["d"] += 1
 
-    def on_arrival_target(self, rate_per_s=0.0, expected_in_tick=0.0, **_kw):
+    def on_arrival_target(self, rate_per_s=0.0, expected_in_tick=0.0, scheduled_in_tick=None, **_kw):
+        """The target is what the scheduler drew (docs/contracts.md "Arrivals"); the expected count rides along."""
         now = time.time()
-        self._second(now)["tg"] += float(expected_in_tick or 0)
-        self.targets.append([now, float(expected_in_tick or 0)])
+        expected = float(expected_in_tick or 0)
+        target = expected if scheduled_in_tick is None else float(scheduled_in_tick)
+        b = self._second(now)
+        b["tg"] += target
+        b["ex"] = b.get("ex", 0.0) + expected
+        self.targets.append([now, target])
 
     def snapshot(self, users: int) -> None:
         """Once a wall second: the active visits and users gauges of this process."""
@@ -428,7 +434,7 @@ class Aggregator:
             if p is None:
                 p = self.pending[sec] = _new_second()
                 p["av"], p["u"] = {}, {}
-            for k in ("n", "f", "bd", "bu", "a", "l", "d", "tg"):
+            for k in ("n", "f", "bd", "bu", "a", "l", "d", "tg", "ex"):
                 p[k] += b.get(k, 0)
                 self.totals[k] += b.get(k, 0)
             hist_merge(p["h"], b.get("h", {}))
@@ -485,9 +491,9 @@ class Aggregator:
         for q, (achieved, dropped, late) in intended.items():
             q = int(q)
             self._spread(t0, q / INTENDED_PER_S, (q + 1) / INTENDED_PER_S, (achieved, dropped, late), 1)
-        for wall, expected in targets:
+        for wall, target in targets:
             tick = t0 + math.floor((wall - t0) / TARGET_TICK_S + 1e-3) * TARGET_TICK_S
-            self._spread(t0, tick, tick + TARGET_TICK_S, (expected,), 0)
+            self._spread(t0, tick, tick + TARGET_TICK_S, (target,), 0)
 
     # -- writing ---------------------------------------------------------------------------------------
     def _last_gauges(self) -> tuple[dict, dict]:
@@ -554,7 +560,8 @@ class Aggregator:
             "duration_s": round(duration, 3),
             "compression": self.k,
             "window_from_s": self.from_s,
-            "arrivals": {"target": round(t["tg"], 1), "achieved": t["a"], "dropped": t["d"], "late": t["l"]},
+            "arrivals": {"target": round(t["tg"], 1), "expected": round(t.get("ex", 0.0), 1), "achieved": t["a"],
+                         "dropped": t["d"], "late": t["l"]},
             "personas": personas,
             "endpoints": endpoints,
             "requests": t["n"],

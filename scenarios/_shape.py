@@ -37,6 +37,9 @@ LOOKAHEAD_S = 15.0  # wall seconds of arrivals the pool is sized for in advance
 SPAWN_RATE = 100.0  # users per second per process once the clock runs (Locust warns above 100)
 WARMUP_SPAWN_RATE = 500.0  # before the clock starts nothing else competes for the CPU
 GROWTH = 1.5
+#: The pool grows on drops, but at most to this multiple of its Little's-law size: past it the drops are the honest
+#: signal that the generator (or the target) cannot keep up, and an unbounded pool only exhausts memory.
+MAX_GROWTH = 4.0
 
 
 class EntDayShape(LoadTestShape):
@@ -90,7 +93,7 @@ class EntDayShape(LoadTestShape):
 
     def _react(self, state: dict | None) -> None:
         if state and state.get("dropped", 0) > 0:
-            self.growth *= GROWTH
+            self.growth = min(self.growth * GROWTH, MAX_GROWTH)
             log.info("arrivals dropped (%d): pool growth x%.2f", state["dropped"], self.growth)
 
     # -- the tick -----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ DESCRIPTION = (
 
 # Defaults come from the repository's locust.conf (so `entload run` and `locust -f scenarios --config
 # locust.conf` replay the same day); these apply only when it is missing.
-FALLBACK = {"day-in": "10m", "scale": "0.05", "from": "00:00", "to": "24:00"}
+FALLBACK = {"day-in": "5m", "scale": "0.05", "from": "00:00", "to": "24:00"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--workload", metavar="FILE", help="workload YAML (default: scenarios/workload.yaml)")
     a("--day-in", metavar="DUR", default=None,
       help="replay the window (default the whole day) in this wall time, e.g. 1h, 10m; compression "
-      "k = window / DUR (default: locust.conf's, 10m)")
+      "k = window / DUR (default: locust.conf's, 5m)")
     a("--from", dest="from_", metavar="HH:MM", help="start of the simulated window (default 00:00)")
     a("--to", metavar="HH:MM", help="end of the simulated window (default 24:00)")
     a("--scale", metavar="F", help="fraction or multiple of the day's visits (default: locust.conf's, 0.05)")
