@@ -62,6 +62,9 @@ class RunOptions:
     arrivals: str | None = None
     locustfile: Path | None = None  # tests only: another locustfile than the scenarios
     progress: bool = True
+    slo: object | None = None  # entload.gate.Slo, checked during the run when abort_on_fail
+    abort_on_fail: bool = False
+    slo_grace_s: float = 30.0
 
     @property
     def compression(self) -> float:
@@ -510,10 +513,23 @@ def execute(opts: RunOptions, out=None) -> int:
                 locust.interrupt()
             progress = Progress(run_dir / "timeseries.csv", opts.expected_wall_s, out)
             deadline = time.monotonic() + opts.expected_wall_s * 1.5 + 180
+            live = None
+            if opts.slo is not None and opts.abort_on_fail:
+                from entload.gate import LiveGate
+
+                live, live_t0 = LiveGate(opts.slo, grace_s=opts.slo_grace_s), time.monotonic()
             while locust.main.poll() is None:
                 time.sleep(0.5)
                 if opts.progress:
                     progress.show()
+                if live is not None and not interrupted:
+                    broken = live.check(folder.summary_path, time.monotonic() - live_t0)
+                    if broken:
+                        for line in broken:
+                            print(f"threshold failed: {line}", file=out)
+                        end_reason = "aborted: SLO threshold failed"
+                        interrupted = True
+                        locust.interrupt()
                 if time.monotonic() > deadline and not interrupted:
                     end_reason = "overran its expected duration"
                     interrupted = True
@@ -533,6 +549,7 @@ def execute(opts: RunOptions, out=None) -> int:
             staging.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    aborted = end_reason.startswith("aborted")
     if interrupted and end_reason == "completed":
         end_reason = "interrupted"
     elif rc not in (0, None) or locust is None:
@@ -543,7 +560,8 @@ def execute(opts: RunOptions, out=None) -> int:
         message = locust.log_tail().removeprefix("locust: error: ")
         shutil.rmtree(run_dir, ignore_errors=True)
         raise InputError(message)
-    return finish_folder(folder, interrupted, end_reason, rc, locust, out)
+    code = finish_folder(folder, interrupted, end_reason, rc, locust, out)
+    return 1 if aborted else code
 
 
 def _write_prometheus_config(run_dir: Path, opts: RunOptions) -> None:

@@ -146,6 +146,7 @@ def test_dead_host_is_recorded_as_failures(tmp_path):
     (["--run-id", "../escape"], "--run-id: expected letters"),
     (["--workload", "/nonexistent.yaml"], "--workload: /nonexistent.yaml: no such file"),
     (["--staging-config", "/nonexistent.yaml"], "--staging-config: /nonexistent.yaml: no such file"),
+    (["--abort-on-fail"], "--abort-on-fail: needs --slo FILE"),
 ])  # fmt: skip
 def test_bad_options_exit_2_with_one_line(tmp_path, capsys, args, expected):
     code = cli_main(["run", "--out", str(tmp_path), *args])
@@ -212,3 +213,19 @@ def test_enseigno_defaults_to_the_port_after_a_loopback_host():
     assert _enseigno_next_to("http://127.0.0.1:8080") == "http://127.0.0.1:8081"
     assert _enseigno_next_to("http://[::1]:8080") == "http://[::1]:8081"
     assert _enseigno_next_to("https://ent.example.org") is None
+
+
+def test_abort_on_fail_stops_the_run_at_a_broken_threshold(tmp_path, http_target):  # noqa: F811
+    """`--slo FILE --abort-on-fail`: an impossible p95 limit stops the run after the grace period, exit 1, and the
+    folder says why; without --abort-on-fail the same SLO would not stop it (the run lasts its whole 20 s)."""
+    slo = tmp_path / "slo.yaml"
+    slo.write_text("thresholds:\n  - endpoint: \"*\"\n    metric: p95\n    max: 0.0000001\n")
+    t0 = time.monotonic()
+    proc = entload_run(tmp_path, "--host", http_target, "--run-id", "slo", "--slo", str(slo), "--abort-on-fail",
+                       "--slo-grace", "2s", seconds=20)  # fmt: skip
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "threshold failed" in proc.stdout and "p95" in proc.stdout
+    manifest = json.loads((tmp_path / "results" / "slo" / "manifest.json").read_text())
+    assert manifest["end_reason"].startswith("aborted") and manifest["complete"] is False
+    assert elapsed < 20, elapsed

@@ -50,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--allow-host", metavar="H", action="append", default=[],
       help="allow load to this non-loopback host name (repeatable)")
     a("--no-progress", action="store_true", help="no progress line (for logs)")
+    a("--slo", metavar="FILE", help="SLO thresholds (YAML, as for entload gate) checked during the run")
+    a("--abort-on-fail", action="store_true",
+      help="with --slo: stop the run at the first broken threshold (after --slo-grace), exit 1")
+    a("--slo-grace", metavar="DUR", default="30s",
+      help="with --abort-on-fail: no check before this wall time (default 30s)")
     a("--locustfile", help=argparse.SUPPRESS)  # tests: a locustfile other than the scenarios
 
 
@@ -127,6 +132,14 @@ def build_options(args):
     opts.out = Path(args.out).resolve()
     if opts.out.exists() and not opts.out.is_dir():
         raise UsageError(f"--out: {opts.out} exists and is not a directory")
+    if args.abort_on_fail and not args.slo:
+        raise UsageError("--abort-on-fail: needs --slo FILE")
+    if args.slo:
+        from entload.gate import load_slo
+
+        opts.slo = load_slo(args.slo)  # a malformed file: one line naming file, line and key, exit 2
+        opts.abort_on_fail = bool(args.abort_on_fail)
+        opts.slo_grace_s = parse_duration(args.slo_grace, "--slo-grace")
     if args.staging_config:
         if args.host:
             raise UsageError("--staging-config: only for the embedded staging ENT (drop --host, or drop this option)")
