@@ -76,12 +76,12 @@ def test_fast_path_and_strict_path_agree(tmp_path):
     log = tmp_path / "combined.log"
     ua = "Mozilla/5.0 (X11)"
     rows = [
-        f'10.0.0.1 - - [12/Mar/2020:08:30:00 +0100] "GET /conversation/message/42 HTTP/1.1" 200 500 "-" "{ua}"',
-        f'10.0.0.1 - - [12/Mar/2020:08:30:00 +0100] "GET /conversation/message/43 HTTP/1.1" 200 700 "-" "{ua}"',
-        f'10.0.0.1 - - [12/Mar/2020:08:31:10 +0100] "GET /search?q=\\"x\\" HTTP/1.1" 200 10 "-" "{ua}"',
+        f'192.0.2.1 - - [12/Mar/2020:08:30:00 +0100] "GET /conversation/message/42 HTTP/1.1" 200 500 "-" "{ua}"',
+        f'192.0.2.1 - - [12/Mar/2020:08:30:00 +0100] "GET /conversation/message/43 HTTP/1.1" 200 700 "-" "{ua}"',
+        f'192.0.2.1 - - [12/Mar/2020:08:31:10 +0100] "GET /search?q=\\"x\\" HTTP/1.1" 200 10 "-" "{ua}"',
         "",
-        f'10.0.0.2 - jdoe [12/Mar/2020:08:32:00 +0100] "POST /rack HTTP/1.1" 201 - "-" "{ua}"\r',
-        f'10.0.0.2 - jdoe [12/Mar/2020:09:40:00 +0100] "GET /rack/list HTTP/1.1" 200 99 "-" "{ua}"',
+        f'192.0.2.2 - jdoe [12/Mar/2020:08:32:00 +0100] "POST /rack HTTP/1.1" 201 - "-" "{ua}"\r',
+        f'192.0.2.2 - jdoe [12/Mar/2020:09:40:00 +0100] "GET /rack/list HTTP/1.1" 200 99 "-" "{ua}"',
         'garbage line',
     ]
     log.write_text("\n".join(rows) + "\n", encoding="latin-1")
@@ -92,7 +92,7 @@ def test_fast_path_and_strict_path_agree(tmp_path):
     b.close_all()
     assert _aggregates(a) == _aggregates(b)
     assert a.parsed == 5 and a.malformed == 1 and a.bytes_down == 1309
-    # 10.0.0.2 came back after 68 minutes: two visits; 10.0.0.1 one visit
+    # 192.0.2.2 came back after 68 minutes: two visits; 192.0.2.1 one visit
     assert a.visit_summary.count == 3
     assert "GET /conversation/message/:id" in a.route_names
 

@@ -173,10 +173,10 @@ def test_persona_rules_default_and_configurable(tmp_path):
     log = tmp_path / "ent.log"
     lines = []
     for i, (ip, path, method) in enumerate([
-        ("10.0.0.1", "/schoolbook/relation/acknowledge/w-1/s-4", "POST"),  # carnet signed: parent
-        ("10.0.0.2", "/rack/list", "GET"),  # casier collected: teacher
-        ("10.0.0.3", "/rack", "POST"),  # casier deposit: student
-        ("10.0.0.4", "/timeline/lastNotifications", "GET"),  # no evidence: unknown
+        ("192.0.2.1", "/schoolbook/relation/acknowledge/w-1/s-4", "POST"),  # carnet signed: parent
+        ("192.0.2.2", "/rack/list", "GET"),  # casier collected: teacher
+        ("192.0.2.3", "/rack", "POST"),  # casier deposit: student
+        ("192.0.2.4", "/timeline/lastNotifications", "GET"),  # no evidence: unknown
     ]):
         for j, p in enumerate(["/auth/login", path, "/auth/logout"]):
             m = method if j == 1 else "GET"
