@@ -63,7 +63,6 @@ METHODS = frozenset(
         "MOVE",
     ]
 )
-STATUSES = frozenset(str(s) for s in range(100, 600))
 INVALID_ROUTE = "(invalid request)"
 OTHER_ROUTE_SUFFIX = " (other)"
 SAMPLE_CAP = 1000  # payload sizes kept per route (uniform reservoir): plenty for a 2-parameter fit
@@ -84,7 +83,6 @@ _SLOW = re.compile(
     + r")?[ \t]*\r?\n?$"
 )
 _TS = re.compile(r"^(\d{2})/([A-Z][a-z]{2})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$")
-_PREFIX = re.compile(r"^\S+ \S+ \S+ $")
 
 # Bulk path: a well-formed line as the strict path reads it, matched over a whole chunk at once (MULTILINE).
 # It accepts a subset of what _SLOW accepts and captures the same fields, so a line may take either path
@@ -311,31 +309,6 @@ def mask_line(line: str, limit: int = 160) -> str:
 
 # ---------------------------------------------------------------------------------------------------
 # Files
-
-
-def open_log(path: str) -> tuple[io.TextIOBase, Callable[[], float]]:
-    """Open plain or gzip (by magic bytes) as latin-1 text; returns (lines, fraction-read function).
-
-    latin-1 never fails to decode, so one bad byte does not stop a day of parsing; route templates are
-    ASCII in practice (paths are %-encoded).
-    """
-    try:
-        raw = open(path, "rb")
-    except OSError as exc:
-        raise LogFormatError(f"{path}: cannot open: {exc.strerror or exc}") from None
-    size = os.fstat(raw.fileno()).st_size
-    head = raw.read(2)
-    raw.seek(0)
-    if head == b"\x1f\x8b":
-        stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb")
-    else:
-        stream = raw
-    if stream is raw:
-        raw.close()
-        text = open(path, encoding="latin-1")
-        return text, (lambda: text.buffer.tell() / size if size else 1.0)
-    text = io.TextIOWrapper(io.BufferedReader(stream, 1 << 20), encoding="latin-1")
-    return text, (lambda: raw.tell() / size if size else 1.0)
 
 
 def open_binary(path: str) -> tuple[io.BufferedIOBase, Callable[[], float]]:
