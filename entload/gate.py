@@ -189,16 +189,22 @@ def parse_slo(text: str, path: str = "<slo>") -> Slo:
     return slo
 
 
-def _parse_threshold(item, path: str, where: str, parent_line: int | None) -> Threshold:
+def _open_mapping(item, path: str, where: str, parent_line: int | None, allowed, example: str):
+    """Check that a YAML item is a mapping with only `allowed` keys; return (key -> line, its own line)."""
     if not isinstance(item, dict):
-        raise InputError(f"{_where(path, parent_line)}: {where}: expected a mapping such as "
-                         "{endpoint: '*', metric: p95, max: 0.8}")
+        raise InputError(f"{_where(path, parent_line)}: {where}: expected a mapping such as {example}")
     lines = item.pop("__lines__", {})
     line = item.pop("__line__", parent_line)
     for key in item:
-        if key not in THRESHOLD_KEYS:
+        if key not in allowed:
             raise InputError(f"{_where(path, lines.get(key, line))}: {where}.{key}: unknown key; expected one of "
-                             f"{', '.join(sorted(THRESHOLD_KEYS))}")
+                             f"{', '.join(sorted(allowed))}")
+    return lines, line
+
+
+def _parse_threshold(item, path: str, where: str, parent_line: int | None) -> Threshold:
+    lines, line = _open_mapping(item, path, where, parent_line, THRESHOLD_KEYS,
+                                "{endpoint: '*', metric: p95, max: 0.8}")
     metric = item.get("metric")
     if metric not in ALL_METRICS:
         raise InputError(f"{_where(path, lines.get('metric', line))}: {where}.metric: expected one of "
@@ -252,15 +258,8 @@ def _parse_threshold(item, path: str, where: str, parent_line: int | None) -> Th
 
 
 def _parse_regression(item, path: str, parent_line: int | None) -> RegressionConfig:
-    if not isinstance(item, dict):
-        raise InputError(f"{_where(path, parent_line)}: regression: expected a mapping such as "
-                         "{metric: p95, min_effect: 0.10, alpha: 0.05}")
-    lines = item.pop("__lines__", {})
-    line = item.pop("__line__", parent_line)
-    for key in item:
-        if key not in REGRESSION_KEYS:
-            raise InputError(f"{_where(path, lines.get(key, line))}: regression.{key}: unknown key; expected one "
-                             f"of {', '.join(sorted(REGRESSION_KEYS))}")
+    lines, line = _open_mapping(item, path, "regression", parent_line, REGRESSION_KEYS,
+                                "{metric: p95, min_effect: 0.10, alpha: 0.05}")
     cfg = RegressionConfig()
     if "metric" in item:
         if item["metric"] not in LATENCY_METRICS:
