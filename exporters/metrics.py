@@ -30,6 +30,8 @@ from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, disabl
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from exporters._headers import content_length, header_lines_bytes
+
 log = logging.getLogger("entload.metrics")
 
 # `*_created` series double the series count and the scrape cost for a value nobody graphs; rate() does not need
@@ -170,18 +172,12 @@ def request_wire_bytes(response, context: dict) -> int:
 def response_wire_bytes(response, response_length: int) -> int:
     """Bytes received: status line + headers + body as sent (Content-Length when present, else what was read)."""
     headers = getattr(response, "headers", None) if response is not None else None
-    if not headers:
+    lines = header_lines_bytes(headers) if headers is not None else 0
+    if not lines:
         return int(response_length or 0)
-    size = 17  # "HTTP/1.1 200 OK\r\n"; the reason phrase varies by a few bytes
-    body = None
-    for k, v in headers.items():
-        size += len(k) + len(v) + 4
-        if body is None and len(k) == 14 and k.lower() == "content-length":
-            try:
-                body = int(v)
-            except ValueError:
-                body = None
-    return size + 2 + (body if body is not None else int(response_length or 0))
+    body = content_length(headers)
+    # "HTTP/1.1 200 OK\r\n" (the reason phrase varies by a few bytes), the header lines, the blank line, the body
+    return 17 + lines + 2 + (body if body is not None else int(response_length or 0))
 
 
 def _escape(value: str) -> str:
@@ -403,19 +399,27 @@ class RunMetrics:
 
     # -- listeners -------------------------------------------------------------------------------------------
     def on_request(self, request_type, name, response_time, response_length=0, response=None, context=None,
-                   exception=None, **_kw) -> None:  # fmt: skip
+                   exception=None, start_time=None, url=None, **_kw) -> None:  # fmt: skip
         """Locust `request` event: one HTTP request (or any call measured through Locust)."""
+        # (start_time and url are named although unused: a keyword caught by **_kw costs a dict per call)
         ep = self._by_raw.get((name, request_type))
         if ep is None:
             ep = self._endpoint_for(name, str(request_type or "").upper())
         outcome = "ok" if exception is None else self._failure_outcome(response, exception)
-        ep.outcomes[outcome] = ep.outcomes.get(outcome, 0) + 1
+        outcomes = ep.outcomes
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
         seconds = (response_time or 0.0) / 1000.0
-        ep.duration.observe(seconds)
-        ctx = context or {}
-        ep.intended.observe(seconds + (ctx.get("lateness_s") or 0.0))
+        h = ep.duration  # _Hist.observe, inlined (twice per request)
+        h.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        h.sum += seconds
+        late = context.get("lateness_s") if context else None
+        intended = seconds + late if late else seconds
+        h = ep.intended
+        h.counts[bisect_left(DURATION_BUCKETS, intended)] += 1
+        h.sum += intended
         ep.response_bytes += response_wire_bytes(response, response_length)
-        ep.request_bytes += request_wire_bytes(response, ctx)
+        given = context.get("request_bytes") if context else None
+        ep.request_bytes += int(given) if given is not None else request_wire_bytes(response, context)
 
     @staticmethod
     def _failure_outcome(response, exception) -> str:

@@ -73,6 +73,39 @@ def test_bounded_label_sends_newcomers_past_the_cap_to_other():
     assert guard.overflowed == 2
 
 
+def test_response_bytes_of_geventhttpclient_headers_match_their_lines():
+    """The fast path over geventhttpclient's Headers storage counts what iterating its lines counts, body from
+    Content-Length (a repeated one, or a plain mapping, takes the line-by-line way)."""
+    from geventhttpclient.header import Headers
+
+    from exporters.metrics import response_wire_bytes
+
+    class Plain:  # a Mapping that is not a dict: the generic path
+        def __init__(self, lines):
+            self.lines = lines
+
+        def items(self):
+            return iter(self.lines)
+
+        def __bool__(self):
+            return bool(self.lines)
+
+    def resp(headers):
+        return type("R", (), {"headers": headers})()
+
+    for lines, length in (
+        ([("Content-Type", "text/html"), ("Content-Length", "512")], 9),
+        ([("Set-Cookie", "a=1"), ("set-cookie", "b=22"), ("X-Y", "")], 40),  # no Content-Length: what was read
+        ([("Content-Length", "x"), ("Date", "now")], 3),  # unparsable: what was read
+        ([("Content-Length", "7"), ("content-length", "8")], 3),  # repeated: the first line
+    ):
+        fast = response_wire_bytes(resp(Headers(lines)), length)
+        assert fast == response_wire_bytes(resp(Plain(lines)), length), lines
+    assert response_wire_bytes(resp(Headers([("Content-Length", "512")])), 9) == 17 + 14 + 3 + 4 + 2 + 512
+    assert response_wire_bytes(None, 9) == 9
+    assert response_wire_bytes(resp(Headers()), 9) == 9  # no header lines: what was read
+
+
 def test_link_capacity_parsing():
     assert parse_bits_per_second("1Gbit") == 1e9
     assert parse_bits_per_second("500 Mbit/s") == 5e8
