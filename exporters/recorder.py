@@ -39,6 +39,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from exporters import events as entload_events
+from exporters._headers import header_lines_bytes
 
 SCHEMA_VERSION = 1
 RESERVOIR_SIZE = 20_000
@@ -65,6 +66,7 @@ SAMPLES_COLUMNS = ["method", "name", "latency_s", "intended_latency_s", "ok"]
 # Latency histograms: log buckets 2 % wide from 10 µs, mergeable by adding counts (dict index -> count).
 _H_BASE = 1e-5
 _H_LOG_GROWTH = math.log(1.02)
+_log, _time = math.log, time.time
 
 
 def hist_index(seconds: float) -> int:
@@ -121,37 +123,56 @@ def _new_persona() -> dict:
 
 
 class Reservoir:
-    """Uniform reservoir (Algorithm R) of (latency, intended latency, ok), stored compactly (9 bytes a slot).
+    """Uniform reservoir of (latency, intended latency, ok), stored compactly (9 bytes a slot).
 
     The arrays are allocated full size at creation, so memory does not creep up during a soak as the
-    reservoir fills. `changed` lists the slots written since the last `take_changes()`, so a worker ships
-    only its replacements (about R·(1 + ln(n/R)) over a whole run) and the master mirrors its reservoir.
+    reservoir fills. Once full, replacements follow Li's Algorithm L: the number of requests to skip before the
+    next replacement is drawn directly, so a long run draws a few random numbers per replacement (about
+    R·ln(n/R) over a run) instead of one per request, and each request past the fill costs a comparison.
+    `changed` lists the slots written since the last `take_changes()` (when `track` is on), so a worker ships
+    only its replacements and the master mirrors its reservoir; a local run's aggregator reads the collector's
+    reservoirs directly and turns tracking off.
     """
 
-    __slots__ = ("lat", "intended", "ok", "seen", "changed", "_rng")
+    __slots__ = ("lat", "intended", "ok", "seen", "changed", "track", "_rng", "_w", "_next")
 
-    def __init__(self, rng: random.Random):
+    def __init__(self, rng: random.Random, track: bool = True):
         self.lat = array("f", [0.0]) * RESERVOIR_SIZE
         self.intended = array("f", [0.0]) * RESERVOIR_SIZE
         self.ok = bytearray(RESERVOIR_SIZE)
         self.seen = 0
         self.changed: set[int] = set()
+        self.track = track
         self._rng = rng
+        self._w = 1.0
+        self._next = RESERVOIR_SIZE  # index (0-based) of the next request that is written to a slot
 
     @property
     def filled(self) -> int:
         return min(self.seen, RESERVOIR_SIZE)
 
     def add(self, lat: float, intended: float, ok: bool) -> None:
-        self.seen += 1
-        if self.seen <= RESERVOIR_SIZE:
-            slot = self.seen - 1
+        i = self.seen
+        self.seen = i + 1
+        if i < RESERVOIR_SIZE:
+            slot = i
+        elif i < self._next:
+            return
         else:
-            slot = self._rng.randrange(self.seen)
-            if slot >= RESERVOIR_SIZE:
-                return
+            slot = self._rng.randrange(RESERVOIR_SIZE)
+        if i + 1 >= RESERVOIR_SIZE:  # the reservoir is full from now on: draw the next replacement
+            self._skip()
         self.lat[slot], self.intended[slot], self.ok[slot] = lat, intended, 1 if ok else 0
-        self.changed.add(slot)
+        if self.track:
+            self.changed.add(slot)
+
+    def _skip(self) -> None:
+        """Algorithm L (Li 1994): W shrinks as exp(log(u)/R); the gap to the next replacement is geometric."""
+        rnd = self._rng.random
+        self._w *= math.exp(math.log(1.0 - rnd()) / RESERVOIR_SIZE)
+        w = self._w
+        gap = math.floor(math.log(1.0 - rnd()) / math.log1p(-w)) if 0.0 < w < 1.0 else 0
+        self._next = self.seen + gap
 
     def take_changes(self) -> list:
         rows = [[s, self.lat[s], self.intended[s], self.ok[s]] for s in sorted(self.changed)]
@@ -169,19 +190,26 @@ def _response_wire_bytes(response_length: int, response: Any) -> int:
     """Body plus status line and headers, as the bytes that crossed the link (approximately)."""
     size = response_length or 0
     headers = getattr(response, "headers", None)
-    if headers:
+    if headers is not None:
         try:
-            size += 17 + sum(len(k) + len(v) + 4 for k, v in headers.items()) + 2
+            lines = header_lines_bytes(headers)
         except Exception:  # a header object we do not know: count the body only
-            pass
+            lines = 0
+        if lines:
+            size += 19 + lines
     return size
 
 
 class Collector:
     """Per-process increments (where the users run). Cheap on the request path: dict adds only."""
 
+    KEYS_MAX = 10_000  # endpoint keys memoised ("GET /x" strings); raw request names may be unbounded
+
     def __init__(self, seed: int | None = None):
         self.rng = random.Random(seed)
+        self.ship_samples = True  # off when the aggregator reads `reservoirs` in this process
+        self._keys: dict[Any, dict[str, str]] = {}
+        self._n_keys = 0
         self.reset()
         self.active = 0
         self.users = 0
@@ -194,6 +222,7 @@ class Collector:
         self.endpoints: dict[str, dict] = {}
         self.personas: dict[str, dict] = {}
         self.reservoirs: dict[str, Reservoir] = getattr(self, "reservoirs", {})
+        self._cur_sec, self._cur = -1, None  # the current second's bucket, for the request path
 
     def _second(self, now: float) -> dict:
         sec = int(now)
@@ -208,23 +237,45 @@ class Collector:
             p = self.personas[name] = _new_persona()
         return p
 
+    def _key(self, request_type, name) -> str:
+        key = f"{request_type} {name}"
+        if self._n_keys < self.KEYS_MAX:
+            self._keys.setdefault(request_type, {})[name] = key
+            self._n_keys += 1
+        return key
+
     # -- listeners --------------------------------------------------------------------------------------
     def on_request(self, request_type, name, response_time, response_length, response=None, context=None,
                    exception=None, start_time=None, url=None, **_kw):  # fmt: skip
-        ctx = context or {}
+        # (start_time and url are named although unused: Locust passes them, and a keyword caught by **_kw
+        # costs a dict per call)
         lat = (response_time or 0) / 1000.0
-        intended = lat + float(ctx.get("lateness_s", 0) or 0)
+        if context:
+            late = context.get("lateness_s")
+            intended = lat + float(late) if late else lat
+            up = context.get("request_bytes")
+            up = int(up) if up else 0
+            persona = context.get("persona")
+        else:
+            intended, up, persona = lat, 0, None
         down = _response_wire_bytes(response_length, response)
-        up = int(ctx.get("request_bytes", 0) or 0)
         failed = exception is not None
-        idx = hist_index(lat)
-        b = self._second(time.time())
+        idx = int(_log(lat / _H_BASE) / _H_LOG_GROWTH) + 1 if lat > _H_BASE else 0  # hist_index(lat), inlined
+        sec = int(_time())
+        if sec == self._cur_sec:
+            b = self._cur
+        else:
+            b = self._cur = self._second(sec)
+            self._cur_sec = sec
         b["n"] += 1
         b["bd"] += down
         b["bu"] += up
         h = b["h"]
         h[idx] = h.get(idx, 0) + 1
-        key = f"{request_type} {name}"
+        names = self._keys.get(request_type)
+        key = names.get(name) if names is not None else None
+        if key is None:
+            key = self._key(request_type, name)
         e = self.endpoints.get(key)
         if e is None:
             e = self.endpoints[key] = _new_endpoint()
@@ -239,15 +290,25 @@ class Collector:
         if failed:
             b["f"] += 1
             e["f"] += 1
-        persona = ctx.get("persona")
         if persona:
-            p = self._persona(persona)
+            p = self.personas.get(persona)
+            if p is None:
+                p = self._persona(persona)
             p["bd"] += down
             p["bu"] += up
         r = self.reservoirs.get(key)
         if r is None:
-            r = self.reservoirs[key] = Reservoir(self.rng)
+            r = self.reservoirs[key] = Reservoir(self.rng, track=self.ship_samples)
         r.add(lat, intended, not failed)
+
+    def share_samples(self) -> dict[str, Reservoir]:
+        """The aggregator of this same process reads the reservoirs directly: stop tracking and shipping slot
+        writes (a copy of every sample during the fill, and a sorted list of them every second)."""
+        self.ship_samples = False
+        for r in self.reservoirs.values():
+            r.track = False
+            r.changed.clear()
+        return self.reservoirs
 
     def _intended(self, intended_at) -> list[int]:
         q = int(float(intended_at if intended_at is not None else time.time()) * INTENDED_PER_S)
@@ -309,8 +370,9 @@ class Collector:
             "targets": self.targets,
             "endpoints": self.endpoints,
             "personas": self.personas,
-            "samples": {k: [r.seen, r.take_changes()] for k, r in self.reservoirs.items() if r.changed},
         }
+        if self.ship_samples:
+            data["samples"] = {k: [r.seen, r.take_changes()] for k, r in self.reservoirs.items() if r.changed}
         self.reset()
         return data
 
@@ -719,6 +781,8 @@ class Recorder:
                 from_s=from_s, k=k, seed=self.seed, distributed=self.is_master,
                 origin=lambda: clock_origin(environment),
             )  # fmt: skip
+            if self.collector is not None:  # same process: the aggregator reads the collector's reservoirs
+                self.aggregator.mirrors["local"] = self.collector.share_samples()
         if self._loop is None:
             self._loop = gevent.spawn(self._every_second)
 

@@ -18,6 +18,7 @@ import pytest
 from conftest import free_port, stop_process, wait_http
 
 from exporters import recorder
+from exporters._headers import header_lines_bytes
 
 LOCUSTFILE = Path(__file__).with_name("recorder_locustfile.py")
 
@@ -55,6 +56,43 @@ def test_merged_reservoir_is_uniform_over_sources(tmp_path):
     mean = n * k / big_n
     sd = math.sqrt(n * (k / big_n) * (1 - k / big_n) * (big_n - n) / (big_n - 1))
     assert abs(from_w1 - mean) < 5 * sd, (from_w1, mean, sd)
+
+
+def test_reservoir_past_its_fill_is_a_uniform_sample_of_the_stream():
+    """Ten times the reservoir's size in order: every tenth of the stream holds about a tenth of the sample
+    (skips drawn by Algorithm L), and about R·(1 + ln(n/R)) slot writes happen in all (not one draw per request)."""
+    size, n = recorder.RESERVOIR_SIZE, 10 * recorder.RESERVOIR_SIZE
+    r = recorder.Reservoir(random.Random(5))
+    writes = 0
+    for i in range(n):
+        r.add(float(i), float(i), i % 2 == 0)
+        writes += len(r.changed)
+        r.changed.clear()
+    assert r.seen == n and r.filled == size
+    kept = sorted(int(v) for v in r.lat)
+    assert len(set(kept)) == size  # no request twice
+    deciles = [0] * 10
+    for v in kept:
+        deciles[v * 10 // n] += 1
+    sd = math.sqrt(size * 0.1 * 0.9)
+    assert all(abs(d - size / 10) < 5 * sd for d in deciles), deciles
+    assert all(r.ok[s] == (int(r.lat[s]) % 2 == 0) for s in range(size))
+    expected = size * (1 + math.log(n / size))
+    assert abs(writes - expected) < 0.05 * expected, (writes, expected)
+
+
+def test_header_bytes_of_geventhttpclient_headers_match_their_lines():
+    """The recorder reads geventhttpclient's Headers storage directly: same count as iterating its lines."""
+    from geventhttpclient.header import Headers
+
+    h = Headers([("Content-Type", "text/html"), ("Set-Cookie", "a=1"), ("set-cookie", "b=22"), ("X-Y", "")])
+    lines = list(h.items())
+    assert len(lines) == 4
+    assert header_lines_bytes(h) == sum(len(k) + len(v) + 4 for k, v in lines)
+    assert header_lines_bytes({"A": "bc"}) == 7
+    resp = type("R", (), {"headers": h})()
+    assert recorder._response_wire_bytes(100, resp) == 100 + 19 + header_lines_bytes(h)
+    assert recorder._response_wire_bytes(100, type("R", (), {"headers": Headers()})()) == 100
 
 
 def test_locust_memory_is_bounded():
