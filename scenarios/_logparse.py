@@ -33,7 +33,6 @@ import random
 import re
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -97,20 +96,24 @@ _BULK_TS = (
     r"(\[(?:0[1-9]|[12][0-9]|3[01])/(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/[0-9]{4}"
     r":(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60) [+-][0-9]{4}\] )"
 )
-_BULK = {  # groups: ident prefix, "[time] ", request, status, bytes, user agent ("" in common format)
-    "common": re.compile(r"^(\S+ \S+ \S+ )" + _BULK_TS + r'"([^"]*)" ([1-5][0-9][0-9]) ([0-9]+|-)()$', re.M),
+# The status is captured only when it is an error (4xx, 5xx: all the aggregates need); other lines get ""
+# (one shared object, where a captured "200" would be a new string per line).
+_STATUS = r"(?:[1-3][0-9][0-9]|([45][0-9][0-9]))"
+_BULK = {  # groups: ident prefix, "[time] ", request, error status or "", bytes, user agent ("" in common format)
+    "common": re.compile(r"^(\S+ \S+ \S+ )" + _BULK_TS + r'"([^"]*)" ' + _STATUS + r" ([0-9]+|-)()$", re.M),
     "combined": re.compile(
-        r"^(\S+ \S+ \S+ )" + _BULK_TS + r'"([^"]*)" ([1-5][0-9][0-9]) ([0-9]+|-) "[^"]*" "(.*)"$', re.M
+        r"^(\S+ \S+ \S+ )" + _BULK_TS + r'"([^"]*)" ' + _STATUS + r' ([0-9]+|-) "[^"]*" "(.*)"$', re.M
     ),
 }
 _FIELD = r'[^"\\\n]*'
-_BULK_STRICT_HEAD = r'^([^\s"]+ [^\s"]+ [^\s"]+ )' + _BULK_TS + '"(' + _FIELD + r')" ([1-5][0-9][0-9]) ([0-9]+|-)'
+_BULK_STRICT_HEAD = r'^([^\s"]+ [^\s"]+ [^\s"]+ )' + _BULK_TS + '"(' + _FIELD + r')" ' + _STATUS + r" ([0-9]+|-)"
 _BULK_STRICT = {
     "common": re.compile(_BULK_STRICT_HEAD + r"()$", re.M),
     "combined": re.compile(_BULK_STRICT_HEAD + ' "' + _FIELD + '" "(' + _FIELD + ')"$', re.M),
 }
 QUOTES = itertools.repeat('"')
 QMARKS = itertools.repeat("?")
+NO_ROUTE = itertools.repeat(-1)
 _COLUMNS = [operator.itemgetter(i) for i in range(6)]  # rows -> columns (steadier than zip(*rows))
 # A query value that is an id (hex digits and `-`, a digit among them, 4 characters or more):
 # `sanitize_query` writes it `:v` as it would `-`, so `=-` in its place leaves the query's shape as it was
@@ -122,6 +125,15 @@ SLOW_BLOCK_LINES = 8  # a block that does not parse whole is halved down to this
 
 _SAFE_QVALUE = re.compile(r"^(?:true|false|\d{1,3}|\d{1,4}x\d{1,4}|[A-Z][A-Z_]{1,15})$")
 _SAFE_QKEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
+
+
+def _sizes(sizes: list[str]) -> np.ndarray:
+    """Response sizes of a block (`-` is 0) as int64, parsed in one C call where the column allows it."""
+    if "-" not in sizes and max(map(len, sizes)) < 19:  # (fromstring would read `- 5` as -5, clip 2**63)
+        arr = np.fromstring(" ".join(sizes), dtype=np.int64, sep=" ")
+        if len(arr) == len(sizes):
+            return arr
+    return np.array([0 if s == "-" else int(s) for s in sizes], dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -522,7 +534,7 @@ class Ingest:
                 if shape:
                     shapes.add(shape)
 
-    def _route_ids(self, requests: tuple[str, ...]) -> list[int]:
+    def _route_ids(self, requests: list[str]) -> np.ndarray:
         """Route id of each request of a block.
 
         Requests seen before (without an id) are one C-level `map` over the request cache. The others,
@@ -533,10 +545,12 @@ class Ingest:
         so only a new key runs `_route_id`. The query shapes see every distinct request, as before.
         """
         rcache = self._rcache
-        rids = list(map(rcache.get, requests))
-        if None not in rids:
+        rids = np.fromiter(map(rcache.get, requests, NO_ROUTE), dtype=np.int64, count=len(requests))
+        where = np.flatnonzero(rids < 0).tolist()
+        if not where:
             return rids
-        missing = list(dict.fromkeys(itertools.compress(requests, map(operator.is_, rids, itertools.repeat(None)))))
+        # the requests not cached, in line order (repeats included: a request with an id rarely repeats)
+        missing = list(operator.itemgetter(*where)(requests)) if len(where) > 1 else [requests[where[0]]]
         if self._id_regex is None or self._id_static != STATIC_SEGMENTS:
             self._id_static = set(STATIC_SEGMENTS)
             self._id_regex = _id_segments(self._id_static)
@@ -563,7 +577,7 @@ class Ingest:
             skeletons = _ID_VALUE.sub("=-", joined).split("\n")
             queries, qcache = self.route_queries, self._qcache
             with_query = map(operator.contains, missing, QMARKS)
-            for rid, skeleton in itertools.compress(zip(mrids, skeletons, strict=True), with_query):
+            for rid, skeleton in dict.fromkeys(itertools.compress(zip(mrids, skeletons, strict=True), with_query)):
                 shapes = queries[rid]
                 if len(shapes) < 8:
                     shape = qcache.get(skeleton)
@@ -578,8 +592,8 @@ class Ingest:
         if len(rcache) + len(missing) >= CACHE_CAP:
             rcache.clear()
         rcache.update(itertools.compress(zip(missing, mrids, strict=True), map(operator.itemgetter(1), hits)))
-        fresh = dict(zip(missing, mrids, strict=True))
-        return list(map(fresh.get, requests, rids))
+        rids[where] = mrids
+        return rids
 
     def _sample(self, rid: int, size: int) -> None:
         """Uniform reservoir of payload sizes per route (Li's Algorithm L: O(1) work between kept items)."""
@@ -859,7 +873,7 @@ class Ingest:
             t = base + int(ts[16:18]) * 60 + int(ts[19:21])
             tcache[ts] = tmap(t) if tmap is not None else t
         times = list(map(tcache.__getitem__, stamps))
-        nbytes = list(map(int, sizes)) if "-" not in sizes else [0 if s == "-" else int(s) for s in sizes]
+        nbytes = _sizes(sizes)
         # identity -> keyed hash, once per client (the cache forgets a client when its visit closes)
         identities = list(map(str.__add__, prefixes, agents))
         icache, client_id = self._icache, self._client_id
@@ -871,7 +885,7 @@ class Ingest:
         self._count_routes(rids, nbytes, statuses)
         # per-second totals
         tarr = np.array(times, dtype=np.int64)
-        barr = np.array(nbytes, dtype=np.float64)  # sums stay exact below 2**53 bytes
+        barr = nbytes.astype(np.float64)  # sums stay exact below 2**53 bytes
         seconds, where = np.unique(tarr, return_inverse=True)
         per_second = self.per_second
         for t, n, b in zip(seconds.tolist(), np.bincount(where).tolist(), np.bincount(where, barr).tolist(), strict=True):
@@ -888,7 +902,7 @@ class Ingest:
             self.t_max = hi
         # visits: per client, in line order
         route_persona = self.route_persona
-        masks = list(map(route_persona.__getitem__, rids)) if any(route_persona) else None
+        masks = np.array(route_persona, dtype=np.int64)[rids] if any(route_persona) else None
         self._visits(cids, tarr, nbytes, masks, identities)
         now = times[-1]
         if self._next_sweep is None:
@@ -896,7 +910,7 @@ class Ingest:
         elif now >= self._next_sweep:
             self._sweep(now)
 
-    def _visits(self, cids: list[bytes], tarr, nbytes: list[int], masks: list[int] | None,
+    def _visits(self, cids: list[bytes], tarr, nbytes: np.ndarray, masks: np.ndarray | None,
                 identities: list[str]) -> None:
         """Advance the visits with a block of lines, array at a time.
 
@@ -944,12 +958,12 @@ class Ingest:
         # visit segments: a new visit, or the first lines of a client (which may continue its open visit)
         bounds = np.flatnonzero(new | head)
         sizes = np.diff(np.append(bounds, n)).tolist()
-        seg_bytes = np.add.reduceat(np.array(nbytes, dtype=np.int64)[order], bounds).tolist()
+        seg_bytes = np.add.reduceat(nbytes[order], bounds).tolist()
         seg_last = np.maximum.reduceat(ts, bounds).tolist()
         seg_start = ts[bounds].tolist()
         seg_new = new[bounds].tolist()
         seg_head = head[bounds].tolist()
-        seg_mask = (np.bitwise_or.reduceat(np.array(masks, dtype=np.int64)[order], bounds).tolist()
+        seg_mask = (np.bitwise_or.reduceat(masks[order], bounds).tolist()
                     if masks is not None else itertools.repeat(0))
         wheel, close_visit = self._wheel, self._close_visit
         g = -1
@@ -985,7 +999,7 @@ class Ingest:
         if v is not None:
             visits[cid] = v
 
-    def _count_routes(self, rids: list[int], nbytes: list[int], statuses: tuple[str, ...]) -> None:
+    def _count_routes(self, rarr: np.ndarray, barr: np.ndarray, statuses: list[str]) -> None:
         """Requests, errors and bytes per route for a block, and the payload reservoirs.
 
         The reservoir (Algorithm L) only needs the sizes at the positions it picks in each route's own
@@ -994,12 +1008,11 @@ class Ingest:
         interleave their draws from the one random generator.
         """
         route_count, route_bytes, route_next = self.route_count, self.route_bytes, self.route_next
-        errors = {s for s in set(statuses) if s >= "400"}
-        if errors:
-            for rid, n in Counter(itertools.compress(rids, map(errors.__contains__, statuses))).items():
-                self.route_errors[rid] += n
-        rarr = np.array(rids, dtype=np.int64)
-        barr = np.array(nbytes, dtype=np.int64)
+        if any(statuses):  # the bulk regex captures a status only when it is an error
+            is_error = np.fromiter(map(bool, statuses), dtype=bool, count=len(statuses))
+            errs = np.bincount(rarr[is_error])
+            for rid in np.flatnonzero(errs).tolist():
+                self.route_errors[rid] += int(errs[rid])
         per_route = np.bincount(rarr)
         sums = np.bincount(rarr, barr).tolist()
         counts = per_route.tolist()
@@ -1010,8 +1023,8 @@ class Ingest:
             before = route_count[rid]
             end = before + n
             if route_next[rid] <= end:
-                if grouped is None:
-                    grouped = barr[np.argsort(rarr, kind="stable")].tolist()
+                if grouped is None:  # (an array: only the sizes the reservoirs pick become ints)
+                    grouped = barr[np.argsort(rarr, kind="stable")]
                     starts = np.concatenate(([0], np.cumsum(per_route))).tolist()
                 first = starts[rid]
                 samples = self.route_samples[rid]
@@ -1020,12 +1033,12 @@ class Ingest:
                     # filling the reservoir: every size is kept, in order (what _sample does one by one,
                     # without a random draw), up to the last one, which _sample takes to start skipping
                     take = min(room, n)
-                    samples.extend(grouped[first : first + take])
+                    samples.extend(grouped[first : first + take].tolist())
                     route_next[rid] = before + take + 1
                 while route_next[rid] <= end:
                     k = route_next[rid]
                     route_count[rid] = k  # what _sample reads as "this route's request count"
-                    self._sample(rid, grouped[first + k - before - 1])
+                    self._sample(rid, int(grouped[first + k - before - 1]))
             route_count[rid] = end
 
     @property
