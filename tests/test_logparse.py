@@ -182,3 +182,31 @@ def test_cut_gzip_keeps_what_was_read(tmp_path):
     assert fstats.truncated and "ends early" in fstats.truncated
     assert 0 < fstats.lines < src.count(b"\n") and state.parsed > 0
     assert any("ends early" in e for e in state.malformed_examples)
+
+
+def test_bulk_stamp_times_equal_parse_clf_time():
+    # every stamp shape the bulk regex accepts: any day 01-31 in any month (31/Feb is what parse_clf_time
+    # makes of it), leap years, year 0000, hour 23, second 60, both offset signs
+    rng = __import__("random").Random(5)
+    months = list(_logparse.MONTHS)
+    stamps = [f"[{d:02d}/{m}/{y:04d}:{hh:02d}:{mm:02d}:{ss:02d} {sign}{oh:02d}{om:02d}] "
+              for d, m, y, hh, mm, ss, sign, oh, om in (
+                  (31, "Feb", 2020, 23, 59, 60, "+", 14, 0), (1, "Jan", 0, 0, 0, 0, "-", 12, 30),
+                  (29, "Feb", 1900, 12, 0, 0, "+", 0, 0), (1, "Mar", 2000, 0, 0, 0, "-", 0, 0))]
+    stamps += [f"[{rng.randint(1, 31):02d}/{rng.choice(months)}/{rng.randint(0, 9999):04d}:{rng.randint(0, 23):02d}:"
+               f"{rng.randint(0, 59):02d}:{rng.randint(0, 60):02d} {rng.choice('+-')}{rng.randint(0, 99):02d}"
+               f"{rng.randint(0, 99):02d}] " for _ in range(5000)]
+    assert all(re.fullmatch(_logparse._BULK_TS, s) for s in stamps)  # all of the shape the bulk path reads
+    assert _logparse._stamp_times(stamps).tolist() == [_logparse.parse_clf_time(s[1:-2]) for s in stamps]
+
+
+def test_time_map_applies_on_both_paths(tmp_path):
+    path = shared_file("data", "nasa-http-aug95-first-hour.log")
+    shift = lambda t: (t - 807249600) // 2 + 10**9  # noqa: E731  (a compressed clock, as `profile --run` maps)
+    fast, strict = _logparse.Ingest(key=b"k", time_map=shift), _logparse.Ingest(key=b"k", time_map=shift)
+    fast.feed_file(str(path))
+    strict.feed_file(str(path), fast=False)
+    fast.close_all()
+    strict.close_all()
+    assert _aggregates(fast) == _aggregates(strict)
+    assert fast.t_min == shift(_logparse.parse_clf_time("01/Aug/1995:00:00:01 -0400"))
