@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, disabl
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from exporters._headers import content_length, header_lines_bytes
+from exporters._headers import head_bytes
 
 log = logging.getLogger("entload.metrics")
 
@@ -172,10 +172,11 @@ def request_wire_bytes(response, context: dict) -> int:
 def response_wire_bytes(response, response_length: int) -> int:
     """Bytes received: status line + headers + body as sent (Content-Length when present, else what was read)."""
     headers = getattr(response, "headers", None) if response is not None else None
-    lines = header_lines_bytes(headers) if headers is not None else 0
+    if headers is None:
+        return int(response_length or 0)
+    lines, body = head_bytes(headers)
     if not lines:
         return int(response_length or 0)
-    body = content_length(headers)
     # "HTTP/1.1 200 OK\r\n" (the reason phrase varies by a few bytes), the header lines, the blank line, the body
     return 17 + lines + 2 + (body if body is not None else int(response_length or 0))
 

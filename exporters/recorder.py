@@ -39,7 +39,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from exporters import events as entload_events
-from exporters._headers import header_lines_bytes
+from exporters._headers import head_bytes
 
 SCHEMA_VERSION = 1
 RESERVOIR_SIZE = 20_000
@@ -192,7 +192,7 @@ def _response_wire_bytes(response_length: int, response: Any) -> int:
     headers = getattr(response, "headers", None)
     if headers is not None:
         try:
-            lines = header_lines_bytes(headers)
+            lines = head_bytes(headers)[0]
         except Exception:  # a header object we do not know: count the body only
             lines = 0
         if lines:
