@@ -156,6 +156,23 @@ def _stamp_times(stamps: list[str]) -> np.ndarray:
     return days * 86400 + num(13, 14) * 3600 + num(16, 17) * 60 + num(19, 20) - offset
 
 
+def _clients(prefixes: list[str], agents: list[str]) -> tuple[np.ndarray, list[int]]:
+    """Client of each line of a block (its `host ident user ` and agent) as a number, 0 for the first client
+    to appear, 1 for the next...; and the first line of each client.
+
+    Each column is numbered by a dictionary of the block, then the pairs by an array sort: the line's
+    identity text (prefix + agent) is only built once per client, not once per line.
+    """
+    n = len(prefixes)
+    pcode = np.fromiter(map({}.setdefault, prefixes, itertools.count()), dtype=np.int64, count=n)
+    acode = np.fromiter(map({}.setdefault, agents, itertools.count()), dtype=np.int64, count=n)
+    _, first, where = np.unique(pcode * n + acode, return_index=True, return_inverse=True)
+    by_first = np.argsort(first)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[by_first] = np.arange(len(first))
+    return rank[where.ravel()], first[by_first].tolist()
+
+
 def _sizes(sizes: list[str]) -> np.ndarray:
     """Response sizes of a block (`-` is 0) as int64, parsed in one C call where the column allows it."""
     if "-" not in sizes and max(map(len, sizes)) < 19:  # (fromstring would read `- 5` as -5, clip 2**63)
@@ -907,11 +924,12 @@ class Ingest:
             tarr = np.array(list(map(self.time_map, distinct.tolist())), dtype=np.int64)[where]
         nbytes = _sizes(sizes)
         # identity -> keyed hash, once per client (the cache forgets a client when its visit closes)
-        identities = list(map(str.__add__, prefixes, agents))
+        code, firsts = _clients(prefixes, agents)
+        idents = [prefixes[i] + agents[i] for i in firsts]
         icache, client_id = self._icache, self._client_id
-        for identity in set(identities).difference(icache):
-            icache[identity] = client_id(identity)
-        cids = list(map(icache.__getitem__, identities))
+        ccids = list(map(icache.get, idents))
+        for j in itertools.compress(range(len(idents)), map(operator.not_, ccids)):
+            ccids[j] = icache[idents[j]] = client_id(idents[j])
         # routes
         rids = self._route_ids(requests)
         self._count_routes(rids, nbytes, statuses)
@@ -934,15 +952,15 @@ class Ingest:
         # visits: per client, in line order
         route_persona = self.route_persona
         masks = np.array(route_persona, dtype=np.int64)[rids] if any(route_persona) else None
-        self._visits(cids, tarr, nbytes, masks, identities)
+        self._visits(code, ccids, idents, tarr, nbytes, masks)
         now = int(tarr[-1])
         if self._next_sweep is None:
             self._next_sweep = now + 60
         elif now >= self._next_sweep:
             self._sweep(now)
 
-    def _visits(self, cids: list[bytes], tarr, nbytes: np.ndarray, masks: np.ndarray | None,
-                identities: list[str]) -> None:
+    def _visits(self, code: np.ndarray, cids: list[bytes], identities: list[str], tarr, nbytes: np.ndarray,
+                masks: np.ndarray | None) -> None:
         """Advance the visits with a block of lines, array at a time.
 
         Per client, a visit's last request time is the running maximum of its times, so the gap before
@@ -951,9 +969,7 @@ class Ingest:
         visit are `reduceat` sums. Python then touches each client and visit of the block once, not each
         line. The result is the line-by-line one (`_visit_step`); idle visits are swept once per block.
         """
-        n = len(cids)
-        first_seen: dict[bytes, int] = {}
-        code = np.array(list(map(first_seen.setdefault, cids, itertools.count())), dtype=np.int64)
+        n = len(code)
         order = np.argsort(code, kind="stable")
         ts = tarr[order]
         head = np.empty(n, dtype=bool)  # first line of a client (in sorted order)
@@ -962,8 +978,7 @@ class Ingest:
         heads = np.flatnonzero(head)
         group = np.cumsum(head) - 1
         visits = self.visits
-        group_lines = order[heads].tolist()
-        prior = [visits.get(cids[i]) for i in group_lines]
+        prior = list(map(visits.get, cids))  # group g is client g
         never = -(1 << 62)
         prior_last = np.array([never if v is None else v[1] for v in prior], dtype=np.int64)
         # running maximum of the times within each client (groups offset so that they cannot mix)
@@ -1007,8 +1022,7 @@ class Ingest:
                 if v is not None:
                     visits[cid] = v
                 g += 1
-                line = group_lines[g]
-                cid, identity = cids[line], identities[line]
+                cid, identity = cids[g], identities[g]
                 v = prior[g]
                 if v is None:
                     slot = (start + timeout) // 60 + 1
