@@ -210,3 +210,18 @@ def test_time_map_applies_on_both_paths(tmp_path):
     strict.close_all()
     assert _aggregates(fast) == _aggregates(strict)
     assert fast.t_min == shift(_logparse.parse_clf_time("01/Aug/1995:00:00:01 -0400"))
+
+
+@pytest.mark.parametrize("chunk", [7, 100, 4096])
+def test_any_read_size_and_line_ending_give_the_same_aggregates(tmp_path, monkeypatch, chunk):
+    # lines cut across reads, a CR alone at the end of a read (the first half of a CRLF), LF and CRLF files
+    lines = shared_file("data", "nasa-http-aug95-first-hour.log").read_text(encoding="latin-1").rstrip("\n").split("\n")
+    lf, crlf = tmp_path / "lf.log", tmp_path / "crlf.log"
+    lf.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    crlf.write_bytes(("\r\n".join(lines) + "\r\n").encode("latin-1"))
+    whole = _logparse.ingest([str(lf)], key=b"k")
+    monkeypatch.setattr(_logparse, "CHUNK_BYTES", chunk)
+    for path in (lf, crlf):
+        state = _logparse.ingest([str(path)], key=b"k")
+        assert _aggregates(state) == _aggregates(whole), (path.name, chunk)
+        assert state.lines == whole.lines == len(lines)
