@@ -812,7 +812,12 @@ class Ingest:
         lineno = parsed = 0
         progress = self.progress
         last_report = started = time.monotonic()
-        carry = ""
+        # Reads go into one buffer, behind the unfinished line of the read before (`carry`), and only the
+        # whole lines are decoded: one new 4 MB string per read, where reading, decoding, joining to the
+        # carry and cutting at the last newline made four.
+        buf = bytearray(CHUNK_BYTES)
+        view = memoryview(buf)
+        carry = b""
         # The cyclic garbage collector would walk every tracked object (the open visits, the caches) each
         # few thousand allocations, and a chunk allocates hundreds of thousands of tuples and strings; none
         # of them form cycles (reference counting frees them), so it is paused while a file is read.
@@ -820,23 +825,32 @@ class Ingest:
         gc.disable()
         try:
             while True:
-                data = stream.read(CHUNK_BYTES)
-                if not data:
+                k = len(carry)
+                if k + CHUNK_BYTES > len(buf):  # a line longer than a read: room for it and a read
+                    view.release()
+                    buf = bytearray(k + CHUNK_BYTES)
+                    view = memoryview(buf)
+                view[:k] = carry
+                got = stream.readinto(view[k : k + CHUNK_BYTES])
+                if not got:
                     break
-                text = carry + data.decode("latin-1")
-                carry = ""
-                has_cr = "\r" in text
-                if has_cr:
-                    if text[-1] == "\r":  # may be the first half of a CRLF split across two reads
-                        text, carry = text[:-1], "\r"
-                    text = text.replace("\r\n", "\n").replace("\r", "\n")
-                cut = text.rfind("\n") + 1
-                carry = text[cut:] + carry
+                end = k + got
+                if buf.find(b"\r", 0, end) < 0:
+                    cut = buf.rfind(b"\n", 0, end) + 1
+                    carry = bytes(view[cut:end])
+                    # (an array count of the newlines: several times faster than str.count)
+                    n = int(np.count_nonzero(np.frombuffer(buf, np.uint8, cut) == 10)) if cut else 0
+                    text = str(view[:cut], "latin-1")
+                else:  # universal newlines, as text reading does
+                    data, tail = bytes(view[:end]), b""
+                    if data[-1:] == b"\r":  # may be the first half of a CRLF split across two reads
+                        data, tail = data[:-1], b"\r"
+                    data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                    cut = data.rfind(b"\n") + 1
+                    carry = data[cut:] + tail
+                    text = data[:cut].decode("latin-1")
+                    n = text.count("\n")
                 if cut:
-                    text = text[:cut]
-                    # without a CR, the newlines kept are the read's (the carry before holds none): an
-                    # array count of them is several times faster than str.count
-                    n = text.count("\n") if has_cr else int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
                     parsed += self._block(text, n, lineno, fmt, fstats, bulk)
                     lineno += n
                 if progress:
@@ -848,7 +862,7 @@ class Ingest:
                             f"{lineno / (now - started):,.0f} lines/s"
                         )
             if carry:  # the last line, without its newline
-                text = carry.replace("\r", "\n")
+                text = carry.decode("latin-1").replace("\r", "\n")
                 n = text.count("\n") + (text[-1] != "\n")
                 parsed += self._block(text, n, lineno, fmt, fstats, bulk)
                 lineno += n
@@ -858,6 +872,7 @@ class Ingest:
             if len(self.malformed_examples) < EXAMPLES_CAP + 1:
                 self.malformed_examples.append(f"{os.path.basename(path)}: {fstats.truncated}")
         finally:
+            view.release()
             stream.close()
             if gc_was_enabled:
                 gc.enable()
