@@ -76,7 +76,7 @@ _Q = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # unrolled: no per-character alternation
 _SLOW = re.compile(
     r"^(\S+) (\S+) (\S+) \[(\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] "
     + _Q
-    + r" (\d{3}) (\d+|-)(?: "
+    + r" (\d{3}) (\d{1,18}|-)(?: "
     + _Q
     + " "
     + _Q
@@ -101,13 +101,13 @@ _BULK_TS = (
 # (one shared object, where a captured "200" would be a new string per line).
 _STATUS = r"(?:[1-3][0-9][0-9]|([45][0-9][0-9]))"
 _BULK = {  # groups: ident prefix, "[time] ", request, error status or "", bytes, user agent ("" in common format)
-    "common": re.compile(r"^(\S+ \S+ \S+ )" + _BULK_TS + r'"([^"]*)" ' + _STATUS + r" ([0-9]+|-)()$", re.M),
+    "common": re.compile(r"^(\S+ \S+ \S+ )" + _BULK_TS + r'"([^"]*)" ' + _STATUS + r" ([0-9]{1,18}|-)()$", re.M),
     "combined": re.compile(
-        r"^(\S+ \S+ \S+ )" + _BULK_TS + r'"([^"]*)" ' + _STATUS + r' ([0-9]+|-) "[^"]*" "(.*)"$', re.M
+        r"^(\S+ \S+ \S+ )" + _BULK_TS + r'"([^"]*)" ' + _STATUS + r' ([0-9]{1,18}|-) "[^"]*" "(.*)"$', re.M
     ),
 }
 _FIELD = r'[^"\\\n]*'
-_BULK_STRICT_HEAD = r'^([^\s"]+ [^\s"]+ [^\s"]+ )' + _BULK_TS + '"(' + _FIELD + r')" ' + _STATUS + r" ([0-9]+|-)"
+_BULK_STRICT_HEAD = r'^([^\s"]+ [^\s"]+ [^\s"]+ )' + _BULK_TS + '"(' + _FIELD + r')" ' + _STATUS + r" ([0-9]{1,18}|-)"
 _BULK_STRICT = {
     "common": re.compile(_BULK_STRICT_HEAD + r"()$", re.M),
     "combined": re.compile(_BULK_STRICT_HEAD + ' "' + _FIELD + '" "(' + _FIELD + ')"$', re.M),

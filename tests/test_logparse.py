@@ -225,3 +225,20 @@ def test_any_read_size_and_line_ending_give_the_same_aggregates(tmp_path, monkey
         state = _logparse.ingest([str(path)], key=b"k")
         assert _aggregates(state) == _aggregates(whole), (path.name, chunk)
         assert state.lines == whole.lines == len(lines)
+
+
+def test_an_absurd_response_size_is_a_damaged_line_not_a_crash(tmp_path):
+    """A size of 19 digits or more (2**63 and over cannot be a response) is counted as damaged, on both paths."""
+    log = tmp_path / "huge.log"
+    rows = [
+        '192.0.2.1 - - [12/Mar/2020:08:30:00 +0100] "GET /welcome HTTP/1.1" 200 500',
+        '192.0.2.1 - - [12/Mar/2020:08:30:01 +0100] "GET /welcome HTTP/1.1" 200 99999999999999999999',
+        '192.0.2.1 - - [12/Mar/2020:08:30:02 +0100] "GET /welcome HTTP/1.1" 200 999999999999999999',
+    ]
+    log.write_text("\n".join(rows) + "\n", encoding="latin-1")
+    for fast in (True, False):
+        state = _logparse.Ingest(key=b"k")
+        state.feed_file(str(log), fast=fast)
+        state.close_all()
+        assert (state.parsed, state.malformed) == (2, 1)
+        assert state.bytes_down == 500 + 999999999999999999
