@@ -1,7 +1,8 @@
 """Prove the capacity model on a real kernel-shaped link (`entload validate-link`, issue 8).
 
 Why: a capacity plan is only as good as its model. This module builds a real bottleneck (a network
-namespace of our own, its loopback at MTU 1500, shaped by Linux `tc` tbf), runs the real staging ENT and an
+namespace of our own, its loopback at MTU 1500, shaped by Linux `tc` tbf, with a per-flow fair scheduler under
+it by default, or the tbf's plain FIFO), runs the real staging ENT and an
 open-loop load generator inside it, steps the offered load through utilisations, and compares what it measured
 with what `capacity` predicts: the processor-sharing mean transfer time x / (C(1 - rho)) and the Gaussian
 overflow probability from mu and v(T).
@@ -59,8 +60,9 @@ class SizeClass:
 
 # Serial round trips of one transfer outside its fair-share data phase (new TCP connection, initial window of
 # 10 segments = 14.5 KB): the TCP handshake, one per HTTP request, and the slow-start flights of a transfer too
-# small to reach its share. On the namespace loopback every round trip crosses the one tbf FIFO twice (data one
-# way, ACKs/response the other), so each costs twice the mean queueing delay W of that FIFO.
+# small to reach its share. Each costs the queueing delay a round trip of that class meets on the link, measured
+# per transfer as the kernel's SYN -> SYN-ACK RTT sample (FIFO: ~2W, the backlog both ways; fair queue: about one
+# round of the other backlogged flows' packets).
 ROUND_TRIPS = {
     "page": 3,  # handshake; GET + first 14.5 KB flight; second flight (38 KB in all)
     "message": 3,  # handshake; draft POST; attachment response
@@ -137,17 +139,32 @@ def _kill_namespace_pids(name: str) -> None:
             os.kill(int(pid), signal.SIGKILL)
 
 
+QUEUES = ("fair", "fifo")
+FAIR_BUCKETS = 256  # per direction: flows hashed on 8 bits of the client port (SFQ-like; collisions are rare)
+FAIR_DEFAULT_MINOR = 0x2  # leaf for anything unclassified (non-TCP, IP options); HTB never sends it "direct"
+HTB_BURST = 256 * 1024  # far above any skb tbf lets through: HTB never throttles, only schedules
+
+
 class Netns:
-    """A network namespace of our own with a tbf-shaped loopback at MTU 1500; removed on every exit path."""
+    """A network namespace of our own with a tbf-shaped loopback at MTU 1500; removed on every exit path.
+
+    `queue="fifo"`: the tbf's own drop-tail FIFO (bfifo of `latency` at the rate). `queue="fair"`: the tbf stays
+    the only shaper, and under it an HTB child does deficit round robin (quantum one packet) among per-flow
+    leaves, so that every backlogged TCP flow gets an equal share of the link, as processor sharing assumes."""
 
     _live: list[Netns] = []
     _lock = threading.Lock()
 
-    def __init__(self, rate_bps: float, burst_bytes: int, latency_s: float):
+    def __init__(self, rate_bps: float, burst_bytes: int, latency_s: float, queue: str = "fair",
+                 server_ports: tuple[int, ...] = ()):
+        if queue not in QUEUES:
+            raise ValueError(f"queue must be one of {QUEUES}, got {queue!r}")
         self.name = NS_PREFIX + secrets.token_hex(4)
         self.rate_bps = rate_bps
         self.burst_bytes = burst_bytes
         self.latency_s = latency_s
+        self.queue = queue
+        self.server_ports = server_ports
         self.procs: list[subprocess.Popen] = []
         self.created = False
         self.marker = MARKER_DIR / self.name
@@ -158,6 +175,49 @@ class Netns:
             "tbf", "rate", f"{int(self.rate_bps)}bit", "burst", f"{int(self.burst_bytes)}b",
             "latency", f"{self.latency_s * 1000:g}ms",
         ]
+
+    def leaf_limit_bytes(self) -> int:
+        """Buffer of one flow's leaf in the fair queue: the same `latency` at the link rate as the FIFO's whole
+        buffer (tbf's own limit), i.e. a per-flow limit, as fq/fq_codel have (see docs/validate-link.md)."""
+        return max(2 * WIRE_PACKET, int(self.rate_bps * self.latency_s / 8))
+
+    def fair_queue_commands(self) -> list[str]:
+        """`tc -batch` lines building the per-flow fair scheduler under the tbf (parent 1:1).
+
+        HTB leaves all have rate = ceil = 10x the tbf rate, so HTB never throttles (the tbf alone shapes) and only
+        its deficit round robin among backlogged leaves (quantum = one full packet) acts. u32 on the IPv4 header
+        (no options: ports at offset 20): a packet *from* a server port (the response direction) is hashed on bits
+        1-8 of its destination port into table 1:, every other TCP packet (requests, uploads and their ACKs) on
+        bits 1-8 of its source port into table 2: (Linux picks even ephemeral ports for connect(), so bit 0 is
+        skipped). Each bucket is its own leaf: one client connection = one leaf per direction."""
+        dev = "dev lo"
+        fast = f"{int(min(10 * self.rate_bps, 10e9))}bit"
+        leaf = f"htb rate {fast} ceil {fast} quantum {WIRE_PACKET} burst {HTB_BURST}b cburst {HTB_BURST}b"
+        limit = self.leaf_limit_bytes()
+        cmds = [
+            f"qdisc add {dev} parent 1:1 handle 10: htb default {FAIR_DEFAULT_MINOR:x}",
+            f"class add {dev} parent 10: classid 10:1 htb rate {fast} ceil {fast} burst {4 * WIRE_PACKET}b "
+            f"cburst {4 * WIRE_PACKET}b",
+            f"class add {dev} parent 10:1 classid 10:{FAIR_DEFAULT_MINOR:x} {leaf}",
+            f"qdisc add {dev} parent 10:{FAIR_DEFAULT_MINOR:x} bfifo limit {limit}",
+        ]
+        for _table, base in ((1, 0x100), (2, 0x200)):
+            for b in range(FAIR_BUCKETS):
+                cmds += [f"class add {dev} parent 10:1 classid 10:{base + b:x} {leaf}",
+                         f"qdisc add {dev} parent 10:{base + b:x} bfifo limit {limit}"]
+        flt = f"filter add {dev} parent 10: prio 1 protocol ip"
+        cmds += [f"{flt} handle 1: u32 divisor {FAIR_BUCKETS}", f"{flt} handle 2: u32 divisor {FAIR_BUCKETS}"]
+        for table, base in ((1, 0x100), (2, 0x200)):
+            for b in range(FAIR_BUCKETS):
+                cmds.append(f"{flt} u32 ht {table}:{b:x}: match u32 0 0 flowid 10:{base + b:x}")
+        tcp4 = "match u8 0x45 0xff at 0 match u8 0x06 0xff at 9"  # IPv4, 20-byte header, TCP
+        node = 1
+        for port in self.server_ports:
+            cmds.append(f"{flt} handle 800::{node:x} u32 ht 800:: {tcp4} match u16 {port} 0xffff at 20 "
+                        f"hashkey mask 0x000001fe at 20 link 1:")
+            node += 1
+        cmds.append(f"{flt} handle 800::{node:x} u32 ht 800:: {tcp4} hashkey mask 0x01fe0000 at 20 link 2:")
+        return cmds
 
     def create(self) -> Netns:
         existing = set(list_namespaces())
@@ -170,9 +230,34 @@ class Netns:
             Netns._live.append(self)
         self.created = True  # before `ip netns add`: an interrupt in between still deletes it
         _run(["ip", "netns", "add", self.name])
-        _run(["ip", "-n", self.name, "link", "set", "lo", "mtu", str(MTU), "up"])
+        # one MTU packet per skb, as on a wire: with GSO the loopback hands the qdisc skbs of up to 10 segments
+        # (15 KB, the tbf burst), and DRR among such lumps is far from fair (measured: 2.2 / 6.3 / 11.0 Mbit/s for
+        # three equal downloads on 20 Mbit/s; 6.36 each with one packet per skb)
+        _run(["ip", "-n", self.name, "link", "set", "lo", "mtu", str(MTU), "gso_max_segs", "1", "up"])
         _run(["tc", "-n", self.name, "qdisc", "add", "dev", "lo", "root", "handle", "1:", *self.tbf_args()])
+        if self.queue == "fair":
+            batch = MARKER_DIR / f"{self.name}.tc"
+            batch.write_text("\n".join(self.fair_queue_commands()) + "\n")
+            try:
+                _run(["tc", "-n", self.name, "-batch", str(batch)], timeout=60)
+            finally:
+                with contextlib.suppress(OSError):
+                    batch.unlink()
         return self
+
+    def fair_leaf_stats(self) -> dict:
+        """Per-leaf counters of the fair queue: {classid: [bytes, packets, drops]} of leaves that carried traffic.
+        (`tc -j class show` prints nothing for htb here: the text form is parsed.)"""
+        res = _run(["tc", "-n", self.name, "-s", "class", "show", "dev", "lo"], check=False, timeout=30)
+        out: dict = {}
+        handle = None
+        for line in res.stdout.splitlines():
+            words = line.split()
+            if words[:2] == ["class", "htb"]:
+                handle = words[2] if words[2] != "10:1" else None
+            elif handle and words[:1] == ["Sent"] and words[3] != "0":
+                out[handle] = [int(words[1]), int(words[3]), int(words[6].rstrip(","))]
+        return out
 
     def popen(self, cmd: list[str], **kw) -> subprocess.Popen:
         """Start a process inside the namespace (its own session, so a terminal ^C reaches only us)."""
@@ -275,6 +360,24 @@ class HttpError(Exception):
     pass
 
 
+TCP_INFO_RTT_OFFSET = 68  # struct tcp_info: 8 bytes of u8 fields, then u32 rto ... rcv_ssthresh, *rtt* (us)
+
+
+def handshake_rtt(sock) -> float | None:
+    """The kernel's RTT sample of the SYN -> SYN-ACK exchange of a just-connected socket (TCP_INFO tcpi_rtt, in
+    microseconds, before any data): the queueing delay a new flow's packets see, both ways, at that moment,
+    free of the generator's scheduling jitter. None when the kernel has no sample (e.g. a retransmitted SYN)."""
+    import socket
+    import struct
+
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        rtt_us = struct.unpack_from("I", info, TCP_INFO_RTT_OFFSET)[0]
+    except (OSError, AttributeError, struct.error):
+        return None
+    return rtt_us / 1e6 if rtt_us else None
+
+
 class Conn:
     """One TCP connection; requests in sequence; counts request and response bytes exactly."""
 
@@ -284,9 +387,11 @@ class Conn:
         self.writer: asyncio.StreamWriter | None = None
         self.sent = 0
         self.received = 0
+        self.handshake_rtt_s: float | None = None
 
     async def __aenter__(self):
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
+        self.handshake_rtt_s = handshake_rtt(self.writer.get_extra_info("socket"))
         return self
 
     async def __aexit__(self, exc_type, exc, tb):
@@ -373,8 +478,9 @@ class EntClient:
         h.update(extra or {})
         return h
 
-    async def transfer(self, cls: str) -> tuple[int, int, int]:
-        """Run one transfer on a fresh connection; return (http status of the main request, sent, received)."""
+    async def transfer(self, cls: str) -> tuple[int, int, int, float | None]:
+        """Run one transfer on a fresh connection; return (http status of the main request, sent, received,
+        handshake RTT)."""
         s = self.sessions[self.rng.randrange(len(self.sessions))]
         async with Conn(self.host, self.port) as c:
             if cls == "page":
@@ -397,7 +503,7 @@ class EntClient:
                 status, *_ = await c.request(
                     "POST", "/rack?thumbnail=120x120", self._headers(s, {"Content-Type": ctype}), mp
                 )
-            return status, c.sent, c.received
+            return status, c.sent, c.received, c.handshake_rtt_s
 
 
 async def login(host: str, port: int, login_name: str, password: str) -> Session:
@@ -472,10 +578,11 @@ async def _generate(spec: dict, out: Path) -> None:
 
     async def one(cls: str, step: int, intended: float, measured: bool) -> dict:
         rec = {"step": step, "cls": cls, "intended": intended, "start": time.monotonic() - t0,
-               "measured": measured, "end": None, "sent": 0, "received": 0, "status": None, "error": None}
+               "measured": measured, "end": None, "sent": 0, "received": 0, "status": None, "error": None,
+               "handshake_rtt": None}
         sampler.active += 1
         try:
-            rec["status"], rec["sent"], rec["received"] = await client.transfer(cls)
+            rec["status"], rec["sent"], rec["received"], rec["handshake_rtt"] = await client.transfer(cls)
             rec["end"] = time.monotonic() - t0
         except asyncio.CancelledError:
             rec["error"] = "cancelled"
@@ -609,6 +716,7 @@ class Options:
     burst_bytes: int | None = None  # default: 10 full packets
     seed: int = 1
     congestion_control: str | None = None  # None: the kernel default the namespace inherits
+    queue: str = "fair"  # "fair": per-flow DRR under the tbf (PS-like); "fifo": the tbf's own drop-tail FIFO
     accounts: int = 24
     staging_config: Path | None = None
     classes: tuple[SizeClass, ...] = DEFAULT_CLASSES
@@ -696,6 +804,18 @@ def run_generator(ns: Netns, spec: dict, workdir: Path, private: Path, timeout_s
         raise RuntimeError(f"load generator failed (exit {proc.returncode}): {err[-400:]}")
 
 
+def queue_description(ns: Netns) -> str:
+    if ns.queue == "fifo":
+        return f"fifo (the tbf's drop-tail bfifo, {int(ns.rate_bps * ns.latency_s / 8)} bytes)"
+    return (f"fair (HTB deficit round robin under the tbf, quantum {WIRE_PACKET} B, 2 x {FAIR_BUCKETS} per-flow "
+            f"leaves hashed on the client port, bfifo {ns.leaf_limit_bytes()} bytes per leaf)")
+
+
+def _mean(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
 def calibrate_classes(cal: dict, opts: Options) -> dict:
     """Per class: payload bytes x, wire bytes w (what tbf counts: headers, handshakes, ACKs), unloaded time."""
     out = {}
@@ -711,6 +831,7 @@ def calibrate_classes(cal: dict, opts: Options) -> dict:
             "payload_bytes": sum(r["sent"] + r["received"] for r in recs) / n,
             "wire_bytes": sum(r["wire"] for r in recs) / n,
             "unloaded_s": sum(r["end"] - r["start"] for r in recs) / n,
+            "handshake_rtt_s": _mean([r.get("handshake_rtt") for r in recs]),
             "n": n,
         }
     return out
@@ -731,12 +852,13 @@ def collect(opts: Options, workdir: Path) -> dict:
 def _collect(opts: Options, workdir: Path, private: Path) -> dict:
     clean_stale_namespaces()
     accounts = export_accounts(opts, private)
-    ns = Netns(opts.rate_bps, opts.resolved_burst(), opts.latency_s)
-    raw: dict = {"namespace": ns.name, "tbf": " ".join(ns.tbf_args())}
+    ns = Netns(opts.rate_bps, opts.resolved_burst(), opts.latency_s, queue=opts.queue,
+               server_ports=(STAGING_PORT, STAGING_PORT + 1))  # the staging ENT and its Enseigno listener
+    raw: dict = {"namespace": ns.name, "tbf": " ".join(ns.tbf_args()), "queue": queue_description(ns)}
     with cleanup_on_signals():
         try:
             ns.create()
-            _say(f"link: namespace {ns.name}, lo mtu {MTU}, {raw['tbf']}")
+            _say(f"link: namespace {ns.name}, lo mtu {MTU} gso_max_segs 1, {raw['tbf']}, queue: {raw['queue']}")
             if opts.congestion_control:  # per-namespace sysctl: the host's own setting is untouched
                 ns.exec(["sh", "-c", f"echo {opts.congestion_control} > /proc/sys/net/ipv4/tcp_congestion_control"])
             raw["congestion_control"] = ns.exec(
@@ -776,11 +898,15 @@ def _collect(opts: Options, workdir: Path, private: Path) -> dict:
                     clock["t0"] = ev["t0"]
                 elif ev["event"] == "step_start":
                     qstats[ev["step"]] = {"start": ns.qdisc_stats(), "loadavg_start": os.getloadavg()[0]}
+                    if ns.queue == "fair":
+                        qstats[ev["step"]]["leaves_start"] = ns.fair_leaf_stats()
                     _say(f"step {ev['step'] + 1}/{len(steps)}: utilisation {ev['rho']:g}, "
                          f"{steps[ev['step']]['arrival_rate']:.2f} transfers/s")
                 elif ev["event"] == "step_end":
                     qstats[ev["step"]]["end"] = ns.qdisc_stats()
                     qstats[ev["step"]]["loadavg_end"] = os.getloadavg()[0]
+                    if ns.queue == "fair":
+                        qstats[ev["step"]]["leaves_end"] = ns.fair_leaf_stats()
                     if ev["unfinished"]:
                         _say(f"  {ev['unfinished']} measured transfers unfinished at the drain limit")
                 elif ev["event"] == "progress":
@@ -804,6 +930,7 @@ def _collect(opts: Options, workdir: Path, private: Path) -> dict:
                     fh.write(f"{t - t0:.4f},{b},{d}\n")
             data = json.loads((workdir / "steps-transfers.json").read_text())
             (workdir / "raw.json").write_text(json.dumps({**raw, "sizes": sizes, "steps": data["steps"],
+                                                           "qdisc": {str(k): v for k, v in qstats.items()},
                                                            "link_csv": "steps-link.csv",
                                                            "qdisc_csv": "steps-qdisc.csv"}, indent=1))
             raw.update({"sizes": sizes, "steps": data["steps"], "records": data["records"],
@@ -863,10 +990,12 @@ def analyse(raw: dict, opts: Options) -> dict:
     efficiency = mean_payload / mean_wire
     c_eff = rate * efficiency  # payload bits/s the shaped link carries for this mix
     ts, lo_bytes, _active = _read_link_csv(raw["link_csv"])
+    hs_idle = _mean([sizes[c.name].get("handshake_rtt_s") for c in opts.classes]) or 0.0
     result = {
         "schema_version": SCHEMA_VERSION,
         "link": {"namespace": raw.get("namespace"), "rate_bps": rate, "effective_bps": c_eff, "payload_efficiency": efficiency, "mtu": MTU,
-                 "tbf": raw["tbf"], "congestion_control": raw.get("congestion_control")},
+                 "tbf": raw["tbf"], "queue": raw.get("queue"), "congestion_control": raw.get("congestion_control"),
+                 "handshake_rtt_idle_s": _mean([sizes[c.name].get("handshake_rtt_s") for c in opts.classes])},
         "classes": {c.name: {"label": c.label, "share": c.share, **sizes[c.name],
                              "overhead_s": sizes[c.name]["unloaded_s"] - 8 * sizes[c.name]["payload_bytes"] / c_eff}
                     for c in opts.classes},
@@ -909,18 +1038,29 @@ def analyse(raw: dict, opts: Options) -> dict:
             "predicted_status": "saturation" if predicted_saturation else "ok",
             "measured_status": "saturation" if measured_saturation else "ok",
             "qdisc": _qdisc_delta(raw.get("qdisc", {}).get(str(i), {})),
+            "fair_leaves_used": _leaves_used(raw.get("qdisc", {}).get(str(i), {})),
             "queue_delay_mean_s": queue_delay,
             # 1-min load average of the host: CPU contention inflates short transfer times (not the link's doing)
             "host_loadavg": [raw.get("qdisc", {}).get(str(i), {}).get(k) for k in ("loadavg_start", "loadavg_end")],
             "classes": {}, "overflow": [],
         }
+        # PS replayed on every arrival of the step (warm-up and drain included: they share the link)
+        replay = {} if predicted_saturation else dict(zip(
+            (id(r) for r in recs), ps_replay([(r["intended"], 8 * sizes[r["cls"]]["payload_bytes"]) for r in recs],
+                                             c_eff), strict=True))
         for c in opts.classes:
             ok = [r for r in measured if r["cls"] == c.name and r["error"] is None and (r["status"] or 0) < 400]
             times = np.array([r["end"] - r["intended"] for r in ok])
             x_bits = 8 * sizes[c.name]["payload_bytes"]
             ce: dict = {"n": int(times.size)}
             overhead = sizes[c.name]["unloaded_s"] - x_bits / c_eff
-            latency_term = 2 * ROUND_TRIPS.get(c.name, 0) * (queue_delay or 0.0)
+            # the queueing delay one round trip of *this class's* transfers met: the kernel's SYN -> SYN-ACK RTT
+            # of their own connections in this step, less the idle link's (both measured, nothing fitted)
+            hs = _mean([r.get("handshake_rtt") for r in ok])
+            rt_queueing = max(0.0, hs - hs_idle) if hs is not None else 2 * (queue_delay or 0.0)
+            ce["handshake_rtt_mean_s"] = hs
+            ce["round_trip_queueing_s"] = rt_queueing
+            latency_term = ROUND_TRIPS.get(c.name, 0) * rt_queueing
             if predicted_saturation:
                 ce["predicted_mean_s"] = ce["predicted_corrected_s"] = "saturation"
             else:
@@ -929,6 +1069,8 @@ def analyse(raw: dict, opts: Options) -> dict:
                 ce["predicted_corrected_s"] = ps + overhead + latency_term
                 ce["correction_s"] = {"idle_overhead": overhead, "round_trips": latency_term}
                 ce["predicted_mean_s_at_target_rho"] = float(ps_mean_transfer_time(x_bits, c_eff, step["rho"]))
+                if ok:
+                    ce["predicted_replay_s"] = sum(replay[id(r)] for r in ok) / len(ok) + overhead + latency_term
             if measured_saturation:
                 ce["measured_mean_s"] = "saturation"
                 ce["completed"] = int(times.size)
@@ -941,16 +1083,19 @@ def analyse(raw: dict, opts: Options) -> dict:
             if isinstance(ce.get("predicted_mean_s"), float) and isinstance(ce.get("measured_mean_s"), float):
                 ce["error"] = ce["predicted_mean_s"] / ce["measured_mean_s"] - 1
                 ce["error_corrected"] = ce["predicted_corrected_s"] / ce["measured_mean_s"] - 1
+                if "predicted_replay_s" in ce:
+                    ce["error_replay"] = ce["predicted_replay_s"] / ce["measured_mean_s"] - 1
             entry["classes"][c.name] = ce
         # all classes together: by Little's law this is the mean number of transfers on the link over lambda
         done = {k: v for k, v in entry["classes"].items() if isinstance(v.get("measured_mean_s"), float)}
         n_all = sum(v["n"] for v in done.values())
         if n_all and not predicted_saturation and len(done) == len(entry["classes"]):
             agg = {"n": n_all}
-            for key in ("measured_mean_s", "predicted_mean_s", "predicted_corrected_s"):
-                agg[key] = sum(v["n"] * v[key] for v in done.values()) / n_all
+            for key in ("measured_mean_s", "predicted_mean_s", "predicted_corrected_s", "predicted_replay_s"):
+                agg[key] = sum(v["n"] * v.get(key, math.nan) for v in done.values()) / n_all
             agg["error"] = agg["predicted_mean_s"] / agg["measured_mean_s"] - 1
             agg["error_corrected"] = agg["predicted_corrected_s"] / agg["measured_mean_s"] - 1
+            agg["error_replay"] = agg["predicted_replay_s"] / agg["measured_mean_s"] - 1
             # standard error of the measured mean (classes are independent samples)
             agg["measured_sem_s"] = math.sqrt(sum((v["n"] * (v.get("measured_sem_s") or 0.0)) ** 2
                                                   for v in done.values())) / n_all
@@ -976,6 +1121,47 @@ def analyse(raw: dict, opts: Options) -> dict:
     return result
 
 
+def ps_replay(arrivals: list[tuple[float, float]], capacity_bps: float) -> list[float]:
+    """Exact processor sharing of a link of `capacity_bps` fed with these (arrival time, bits): each transfer's
+    sojourn. The model's mechanism on the step's *own* arrivals, where x / (C(1 - rho)) is its stationary mean:
+    the two differ by how far one step's arrival sample is from the long-run average."""
+    order = sorted(range(len(arrivals)), key=lambda i: arrivals[i][0])
+    remaining: dict[int, float] = {}
+    sojourn = [math.nan] * len(arrivals)
+    t, k = 0.0, 0
+    while k < len(order) or remaining:
+        t_arrival = arrivals[order[k]][0] if k < len(order) else math.inf
+        t_finish, first = math.inf, None
+        if remaining:
+            first = min(remaining, key=remaining.get)
+            t_finish = t + remaining[first] * len(remaining) / capacity_bps
+        now = min(t_arrival, t_finish)
+        if remaining:
+            served = (now - t) * capacity_bps / len(remaining)
+            for i in remaining:
+                remaining[i] -= served
+        t = now
+        if t_arrival <= t_finish:
+            i = order[k]
+            remaining[i] = arrivals[i][1]
+            k += 1
+        else:
+            for i in [j for j, left in remaining.items() if j == first or left <= 1e-9 * arrivals[j][1]]:
+                sojourn[i] = t - arrivals[i][0]
+                del remaining[i]
+    return sojourn
+
+
+def _leaves_used(q: dict) -> dict | None:
+    """Fair queue: how many per-flow leaves carried packets in the step, and how many were dropped in them."""
+    if "leaves_end" not in q:
+        return None
+    a, b = q.get("leaves_start") or {}, q["leaves_end"]
+    used = {k: [v[i] - (a.get(k) or [0, 0, 0])[i] for i in range(3)] for k, v in b.items()}
+    used = {k: v for k, v in used.items() if v[1] > 0}
+    return {"leaves": len(used), "drops": sum(v[2] for v in used.values())}
+
+
 def _qdisc_delta(q: dict) -> dict:
     a, b = q.get("start") or {}, q.get("end") or {}
     return {k: (b.get(k) or 0) - (a.get(k) or 0) for k in ("bytes", "packets", "drops", "overlimits") if k in b}
@@ -994,6 +1180,10 @@ def _fmt_s(v) -> str:
     return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
 
 
+def _fmt_ms1(v) -> str:
+    return "–" if not isinstance(v, float) else f"{v * 1000:.1f} ms"
+
+
 def _fmt_err(v) -> str:
     return "–" if v is None else f"{v * 100:+.0f} %"
 
@@ -1001,13 +1191,13 @@ def _fmt_err(v) -> str:
 def markdown_table(res: dict) -> str:
     link = res["link"]
     lines = [
-        f"Link: {link['tbf']} on a namespace loopback at MTU {link['mtu']} "
+        f"Link: {link['tbf']} on a namespace loopback at MTU {link['mtu']} (one packet per skb), queue {link.get('queue') or 'fifo'} "
         f"(TCP {link.get('congestion_control')}); effective rate C = {link['effective_bps'] / 1e6:.2f} Mbit/s "
         f"of HTTP payload ({link['payload_efficiency'] * 100:.1f} % of the tbf rate).",
         "",
         "| ρ target | ρ realised | class | n | measured mean | measured p95 | PS x/(C(1−ρ)) | error | "
-        "PS + correction | error |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "queueing per round trip | PS + correction | error | PS on the step's arrivals + correction | error |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for st in res["steps"]:
         mark = "" if st.get("stationary", True) or st["status"] == "saturation" else " †"
@@ -1018,10 +1208,15 @@ def markdown_table(res: dict) -> str:
             lines.append(
                 f"| {st['rho']:g} | {st['rho_realised']:.2f}{mark} | {name} | {c['n']} | {_fmt_s(c.get('measured_mean_s'))} | "
                 f"{_fmt_s(c.get('measured_p95_s'))} | {_fmt_s(c.get('predicted_mean_s'))} | {_fmt_err(c.get('error'))} | "
-                f"{_fmt_s(c.get('predicted_corrected_s'))} | {_fmt_err(c.get('error_corrected'))} |"
+                f"{_fmt_ms1(c.get('round_trip_queueing_s'))} | "
+                f"{_fmt_s(c.get('predicted_corrected_s'))} | {_fmt_err(c.get('error_corrected'))} | "
+                f"{_fmt_s(c.get('predicted_replay_s'))} | {_fmt_err(c.get('error_replay'))} |"
             )
-    lines += ["", "Error = predicted / measured − 1. Correction = idle overhead of the class (calibration) + 2 × "
-              "round trips × the mean tbf queueing delay W measured in the step (docs/validate-link.md). "
+    lines += ["", "Error = predicted / measured − 1. Correction = idle overhead of the class (calibration) + "
+              "round trips × the queueing delay of one round trip of the class in the step (the kernel's "
+              "SYN→SYN-ACK RTT of its own connections − the idle link's; docs/validate-link.md). "
+              "PS on the step's arrivals: exact processor sharing replayed on the step's own arrival times and "
+              "sizes (the model's mechanism without the stationary average). "
               "† the warm-up was shorter than the queue's relaxation time E[S]/(1−√ρ)²: the step had not reached its "
               "steady state, so its measured means are biased low."]
     lines += ["", "| ρ target | window T | predicted P(A(T) > C·T) | measured (offered) | link full (≥95 %) |",
@@ -1105,7 +1300,7 @@ def validate(opts: Options) -> tuple[dict, dict[str, Path]]:
     res = analyse(raw, opts)
     res["command"] = {"rate_bps": opts.rate_bps, "utilisations": list(opts.utilisations),
                       "duration_per_step_s": opts.duration_s, "warmup_s": opts.resolved_warmup(),
-                      "drain_limit_s": opts.resolved_drain(), "seed": opts.seed}
+                      "drain_limit_s": opts.resolved_drain(), "seed": opts.seed, "queue": opts.queue}
     return res, write_outputs(res, opts.out)
 
 

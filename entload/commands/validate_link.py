@@ -4,7 +4,7 @@ from __future__ import annotations
 
 HELP = "prove the capacity model on a real tc-shaped link in a network namespace (root only)"
 DESCRIPTION = (
-    "Create a network namespace of our own (loopback at MTU 1500, shaped by tc tbf), run the staging ENT and an "
+    "Create a network namespace of our own (loopback at MTU 1500, shaped by tc tbf, per-flow fair or FIFO), run the staging ENT and an "
     "open-loop (Poisson) load generator inside it, step the offered load through the utilisations, and compare "
     "the measured mean/p95 transfer times of a page, a message with attachment and a 3 MB casier deposit with the "
     "processor-sharing model, and the overflow of short windows with the Gaussian model. Writes validation.json, "
@@ -31,6 +31,10 @@ def add_arguments(parser):
     parser.add_argument("--congestion-control", default=None, metavar="NAME",
                         help="TCP congestion control inside the namespace, e.g. cubic or bbr (default: the "
                              "kernel's default, inherited by the namespace)")
+    parser.add_argument("--queue", default="fair", metavar="fair|fifo",
+                        help="link discipline under the tbf: fair = per-flow deficit round robin (HTB + u32 "
+                             "hashing), the fair sharing processor sharing assumes; fifo = the tbf's own drop-tail "
+                             "queue (default fair)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of arrivals and payloads (default 1)")
     parser.add_argument("--staging-config", default=None, metavar="FILE",
                         help="YAML config passed to the staging ENT (entload staging --config)")
@@ -74,6 +78,8 @@ def run(args) -> int:
     config = Path(args.staging_config) if args.staging_config else None
     if config is not None and not config.is_file():
         raise InputError(f"--staging-config: {config}: no such file")
+    if args.queue not in ("fair", "fifo"):
+        raise UsageError(f"--queue: expected fair or fifo, got {args.queue!r}")
     cc = args.congestion_control
     if cc is not None:
         try:
@@ -95,8 +101,8 @@ def run(args) -> int:
 
     opts = vl.Options(rate_bps=rate, utilisations=rhos, out=out, duration_s=duration, warmup_s=warmup,
                       drain_limit_s=drain, latency_s=latency, seed=args.seed, staging_config=config,
-                      congestion_control=cc)
-    print(f"validate-link: {format_rate(rate)}, utilisations {', '.join(f'{r:g}' for r in rhos)}, "
+                      congestion_control=cc, queue=args.queue)
+    print(f"validate-link: {format_rate(rate)}, {args.queue} queue, utilisations {', '.join(f'{r:g}' for r in rhos)}, "
           f"{duration:.0f}s measured per step after a warm-up (+ drain up to {opts.resolved_drain():.0f}s) "
           f"-> {out}", flush=True)
     try:
