@@ -1244,8 +1244,14 @@ def plot(res: dict, path: Path) -> None:
     for st in res["steps"]:
         for name, c in st["classes"].items():
             m = c.get("measured_mean_s")
-            for key, face in (("predicted_mean_s", "none"), ("predicted_corrected_s", None)):
+            for key, face in (("predicted_mean_s", "none"), ("predicted_corrected_s", None),
+                              ("predicted_replay_s", "replay")):
                 p = c.get(key)
+                if face == "replay":
+                    if isinstance(m, float) and isinstance(p, float) and m > 0 and p > 0:
+                        color = f"C{list(markers).index(name) if name in markers else 3}"
+                        ax1.scatter(p, m, marker="x", color=color, s=18, linewidths=0.8)
+                    continue
                 if isinstance(m, float) and isinstance(p, float) and m > 0 and p > 0:
                     ax1.scatter(p, m, marker=markers.get(name, "x"), facecolors=face,
                                 edgecolors=f"C{list(markers).index(name) if name in markers else 3}",
@@ -1262,6 +1268,7 @@ def plot(res: dict, path: Path) -> None:
         ax1.set_yscale("log")
     for name, mk in markers.items():
         ax1.scatter([], [], marker=mk, color=f"C{list(markers).index(name)}", label=f"{name} (open: PS, filled: + correction)")
+    ax1.scatter([], [], marker="x", color="k", s=18, label="x: PS on the step's arrivals + correction")
     ax1.set_xlabel("predicted mean transfer time (s)")
     ax1.set_ylabel("measured mean transfer time (s)")
     ax1.set_title("Mean transfer time, PS x / (C(1−ρ)); labels = realised ρ")
