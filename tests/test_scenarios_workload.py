@@ -282,3 +282,21 @@ def test_parse_workload_accepts_a_profile_written_by_a_tool():
     plan = ReplayPlan(w, "measured", 0, 86400, 60, 1.0)
     assert plan.expected_total() == pytest.approx(1000)
     assert plan.k == 1440
+
+
+def test_ip_literal_targets_resolve_inline_and_host_names_keep_the_threaded_resolver():
+    """Only IP literals skip gevent's resolver thread: a real name must not block the process on DNS."""
+    from conftest import REPO
+
+    code = (
+        "import gevent; from scenarios._runtime import resolve_literals_inline as r;"
+        "from gevent.resolver.blocking import Resolver as B;"
+        "assert not r('http://ent.example.org:80', 'http://127.0.0.1:1');"
+        "assert not isinstance(gevent.get_hub().resolver, B);"
+        "assert r('http://127.0.0.1:8080', 'http://[::1]:8081');"
+        "assert isinstance(gevent.get_hub().resolver, B);"
+        "import gevent.socket as s; print(s.getaddrinfo('127.0.0.1', 80)[0][4][0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "127.0.0.1"
