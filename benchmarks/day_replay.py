@@ -8,7 +8,7 @@ staging ENT, and the `entload run` orchestrator), then reads the run folder and 
   arrivals), total, persona mix vs the plan; dropped and late arrivals;
 - CPU seconds and mean cores of the generator and of the staging ENT, requests per generator CPU second.
 
-    .venv/bin/python -m benchmarks.day_replay [--day-in 1h] [--scale 1] [--workers 0] [--staging-workers 1]
+    .venv/bin/python -m benchmarks.day_replay [--day-in 1h] [--from HH:MM] [--to HH:MM] [--scale 1] [--workers 0] [--staging-workers 1]
 
 Shorter settings (e.g. --day-in 10m --scale 0.05, the `make run` default) measure the same figures quickly.
 """
@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--day-in", default="1h")
     ap.add_argument("--scale", default="1")
+    ap.add_argument("--from", dest="from_time", default="00:00", help="start of the simulated window")
+    ap.add_argument("--to", dest="to_time", default="24:00", help="end of the simulated window")
     ap.add_argument("--workers", default="0")
     ap.add_argument("--staging-workers", default="1")
     ap.add_argument("--seed", default="1")
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     repo = Path(__file__).resolve().parents[1]
     run_id = time.strftime("bench-day-%Y%m%d-%H%M%S", time.gmtime())
-    cmd = [sys.executable, "-m", "entload", "run", "--day-in", args.day_in, "--scale", args.scale, "--seed",
+    cmd = [sys.executable, "-m", "entload", "run", "--day-in", args.day_in, "--from", args.from_time, "--to",
+           args.to_time, "--scale", args.scale, "--seed",
            args.seed, "--workers", args.workers, "--staging-workers", args.staging_workers, "--out", args.out,
            "--run-id", run_id]  # fmt: skip
     print("$ entload " + " ".join(cmd[3:]), flush=True)

@@ -646,6 +646,13 @@ def print_summary(folder: RunFolder, out) -> None:
         lines.append(f"  {name:<18} {p.get('visits_started', 0):>8,} {p.get('visits_completed', 0):>8,} "
                      f"{p.get('visits_failed', 0):>7,} {p.get('visits_quota', 0):>6,} "
                      f"{_human_bytes(pv.get('down') or 0):>11} {_human_bytes(pv.get('up') or 0):>10}")  # fmt: skip
+    gen = s.get("generator") or {}
+    if gen.get("saturated_s"):
+        since = gen.get("saturated_from_sim_s")
+        lines += ["", f"  warning    the load generator ran above 90 % CPU (Locust's samples, busiest process) for about "
+                      f"{gen['saturated_s']:,} s" + (f", first at simulated {clock_text(since)}" if since is not None else "")
+                  + ": latencies from then on include its own queueing; use --workers, a smaller --scale or a longer "
+                    "--day-in"]  # fmt: skip
     eps = sorted(s.get("endpoints", []), key=lambda e: -(e.get("p95_s") or 0))[:8]
     if eps:
         lines += ["", f"  {'slowest endpoints (p95)':<44} {'requests':>9} {'fail':>6} {'p50':>8} {'p95':>8} {'p99':>8}"]

@@ -47,6 +47,7 @@ SUMMARY_EVERY_S = 5.0
 SAMPLES_EVERY_S = 120.0
 LOCAL_LAG_S = 2  # rows are written this many seconds behind the wall clock
 DISTRIBUTED_LAG_S = 6  # workers report every 3 s (Locust's WORKER_REPORT_INTERVAL)
+GENERATOR_SATURATED_PERCENT = 90.0  # Locust's own CPU warning threshold
 HISTORY_MAX = 720  # Locust's stats.history entries kept for its HTML report (decimated beyond)
 PER_SEC_KEEP_S = 30  # Locust's per-second counters older than this are dropped (it reads the last 12 s)
 REPORT_KEY = "entload_recorder"
@@ -475,6 +476,9 @@ class Aggregator:
         self.totals = _new_second()
         self.mirrors: dict[str, dict[str, Reservoir]] = {}  # worker id -> endpoint -> reservoir
         self.sim_buckets: dict[int, list[float]] = {}  # simulated 10-min bucket -> [target, achieved, dropped, late]
+        #: the load generator's own CPU (Locust's per-process sampling, the busiest process): above 90 % its
+        #: queueing adds to every latency it measures, so the run says when that happened
+        self.generator = {"cpu_max_percent": 0.0, "saturated_s": 0, "saturated_from_sim_s": None}
         self.complete = False
         self.end_reason = "running"
         self._last_summary = 0.0
@@ -484,6 +488,16 @@ class Aggregator:
         self._ts.writerow(TIMESERIES_COLUMNS)
         self._ts_file.flush()
         self.write_summary()
+
+    def note_generator_cpu(self, percent: float, now: float) -> None:
+        """One sample a second of the busiest generator process's CPU (percent of one core)."""
+        g = self.generator
+        g["cpu_max_percent"] = max(g["cpu_max_percent"], round(percent, 1))
+        if percent > GENERATOR_SATURATED_PERCENT:
+            g["saturated_s"] += 1
+            origin = self.origin()
+            if g["saturated_from_sim_s"] is None and origin is not None:
+                g["saturated_from_sim_s"] = round(self.from_s + max(0.0, now - origin) * self.k, 1)
 
     # -- merging ---------------------------------------------------------------------------------------
     def merge(self, source: str, data: dict) -> None:
@@ -633,6 +647,7 @@ class Aggregator:
             "bytes": {"down": t["bd"], "up": t["bu"]},
             "per_visit_bytes": per_visit,
             "visit_duration_s": durations,
+            "generator": dict(self.generator),
             "arrivals_by_sim_bucket": [
                 {"from_s": b * SIM_BUCKET_S, "target": round(v[0], 2), "achieved": round(v[1], 2),
                  "dropped": round(v[2], 2), "late": round(v[3], 2)}
@@ -795,6 +810,7 @@ class Recorder:
                 if self.aggregator is not None:
                     if self.collector is not None:
                         self.aggregator.merge("local", self.collector.drain())
+                    self.aggregator.note_generator_cpu(self._generator_cpu(), time.time())
                     self.aggregator.tick()
                 if not self.is_worker and not UNBOUNDED:
                     bound_locust_memory(self.env.stats)
@@ -802,6 +818,16 @@ class Recorder:
                 import logging
 
                 logging.getLogger(__name__).exception("recorder tick failed")
+
+    def _generator_cpu(self) -> float:
+        """Locust's latest CPU sample (every 5 s) of this process, or on a master of its busiest worker."""
+        runner = self.runner
+        if runner is None:
+            return 0.0
+        cpu = float(getattr(runner, "current_cpu_usage", 0.0) or 0.0)
+        if self.is_master:
+            cpu = max([cpu] + [float(getattr(c, "cpu_usage", 0.0) or 0.0) for c in runner.clients.values()])
+        return cpu
 
     def on_report_to_master(self, client_id, data, **_kw):
         if self.collector is not None:

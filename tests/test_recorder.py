@@ -155,3 +155,38 @@ def test_locust_native_run_writes_recorder_files(tmp_path, http_target):
     with gzip.open(out / "samples.csv.gz", "rt") as f:
         samples = list(csv.DictReader(f))
     assert len(samples) == summary["requests"]  # fewer than the reservoir size: every request kept
+
+
+def test_generator_saturation_is_recorded_with_its_simulated_start(tmp_path):
+    """Above Locust's 90 % CPU warning the generator's own queueing is in every latency: summary.json says when."""
+    origin = time.time() - 100.0
+    agg = recorder.Aggregator(tmp_path, "r", lag_s=0, seed=1, from_s=8 * 3600.0, k=24.0, origin=lambda: origin)
+    agg.note_generator_cpu(42.0, origin + 10.0)
+    assert agg.summary()["generator"] == {"cpu_max_percent": 42.0, "saturated_s": 0, "saturated_from_sim_s": None}
+    agg.note_generator_cpu(97.5, origin + 50.0)
+    agg.note_generator_cpu(91.0, origin + 51.0)
+    agg.note_generator_cpu(60.0, origin + 52.0)
+    agg.finish(True, "completed")
+    g = json.loads((tmp_path / "summary.json").read_text())["generator"]
+    assert g == {"cpu_max_percent": 97.5, "saturated_s": 2, "saturated_from_sim_s": 8 * 3600.0 + 50.0 * 24.0}
+
+
+def test_the_run_summary_warns_when_the_generator_was_saturated(tmp_path):
+    import io
+
+    from entload.run import print_summary
+    from entload.runstore import RunFolder
+
+    folder = RunFolder(tmp_path)
+    folder.write_manifest({"run_id": "r", "complete": True, "compression": 24, "scale": 1})
+    summary = {"duration_s": 60, "arrivals": {"target": 10, "achieved": 10}, "personas": {}, "endpoints": [],
+               "generator": {"cpu_max_percent": 99.0, "saturated_s": 0, "saturated_from_sim_s": None}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    out = io.StringIO()
+    print_summary(folder, out)
+    assert "warning" not in out.getvalue()
+    summary["generator"].update(saturated_s=42, saturated_from_sim_s=9 * 3600 + 30 * 60)
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    out = io.StringIO()
+    print_summary(folder, out)
+    assert "above 90 % CPU" in out.getvalue() and "42 s" in out.getvalue() and "09:30" in out.getvalue()
