@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         for pid in descendants(proc.pid, table):
             if pid in table:
                 _ppid, c, rss, cmdline = table[pid]
-                kind = classify(cmdline)
+                # a process keeps its first kind: an exiting one shows as `[python] <defunct>`
+                kind = cpu[pid][0] if pid in cpu else classify(cmdline)
                 cpu[pid] = (kind, c)
                 rss_now[kind] = rss_now.get(kind, 0) + rss
         for kind, r in rss_now.items():
