@@ -349,3 +349,40 @@ def test_bad_input_in_locust_native_use_is_one_line(staging, accounts, tmp_path)
     args[args.index("--host") + 1] = "http://192.0.2.10:8080"
     proc = run_locust(args, tmp_path, timeout=60)
     assert proc.returncode == 2 and "refusing to send load to '192.0.2.10'" in proc.stderr
+
+
+CLOSE_SCRIPT = r"""
+import os, sys
+from locust.contrib.fasthttp import FastHttpSession
+from locust.env import Environment
+from scenarios._journeys import close_connections
+
+def tcp_fds():
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:  # the listing's own descriptor
+            pass
+    return n
+
+env = Environment()
+session = FastHttpSession(sys.argv[1], env.events.request, user=None)
+base = tcp_fds()
+assert session.get("/healthz").status_code == 200
+held = tcp_fds() - base
+close_connections(session)
+after = tcp_fds() - base
+assert session.get("/healthz").status_code == 200  # the next visit opens a fresh connection
+print(held, after)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_visit_leaves_no_connection_behind(staging):
+    """Idle pooled users must not hold sockets (CLOSE_WAIT pins ephemeral ports: the full day ran out of them)."""
+    out = subprocess.run([sys.executable, "-c", CLOSE_SCRIPT, staging.url], cwd=REPO, capture_output=True,
+                         text=True, timeout=45)
+    assert out.returncode == 0, out.stderr[-2000:]
+    held, after = map(int, out.stdout.split())
+    assert held == 1 and after == 0
