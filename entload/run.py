@@ -646,6 +646,11 @@ def print_summary(folder: RunFolder, out) -> None:
         lines.append(f"  {name:<18} {p.get('visits_started', 0):>8,} {p.get('visits_completed', 0):>8,} "
                      f"{p.get('visits_failed', 0):>7,} {p.get('visits_quota', 0):>6,} "
                      f"{_human_bytes(pv.get('down') or 0):>11} {_human_bytes(pv.get('up') or 0):>10}")  # fmt: skip
+    late, achieved = a.get("late", 0) or 0, a.get("achieved", 0) or 0
+    if achieved and late > 0.01 * achieved:
+        lines += ["", f"  warning    {late / achieved:.0%} of the visits began late (more than the workload's tolerance "
+                      "after their intended time): the load generator could not keep up, so the machine's CPU, "
+                      "not the ENT, shaped part of this run; use --workers, a smaller --scale or a longer --day-in"]
     gen = s.get("generator") or {}
     if gen.get("saturated_s"):
         since = gen.get("saturated_from_sim_s")

@@ -179,7 +179,8 @@ def test_the_run_summary_warns_when_the_generator_was_saturated(tmp_path):
 
     folder = RunFolder(tmp_path)
     folder.write_manifest({"run_id": "r", "complete": True, "compression": 24, "scale": 1})
-    summary = {"duration_s": 60, "arrivals": {"target": 10, "achieved": 10}, "personas": {}, "endpoints": [],
+    summary = {"duration_s": 60, "arrivals": {"target": 1000, "achieved": 1000, "late": 10}, "personas": {},
+               "endpoints": [],
                "generator": {"cpu_max_percent": 99.0, "saturated_s": 0, "saturated_from_sim_s": None}}
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     out = io.StringIO()
@@ -190,3 +191,9 @@ def test_the_run_summary_warns_when_the_generator_was_saturated(tmp_path):
     out = io.StringIO()
     print_summary(folder, out)
     assert "above 90 % CPU" in out.getvalue() and "42 s" in out.getvalue() and "09:30" in out.getvalue()
+    assert "began late" not in out.getvalue()  # 1 % late: within the tolerance of a healthy run
+    summary["arrivals"]["late"] = 300
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    out = io.StringIO()
+    print_summary(folder, out)
+    assert "30% of the visits began late" in out.getvalue()
