@@ -288,6 +288,11 @@ def _id_segments(static: set[str]) -> re.Pattern:
 _QUERY_OF_KEY = re.compile(r"\?[^ \n]+")
 
 
+def _query_shape(request: str) -> str:
+    """The sanitised query string of a request line holding a `?` (`GET /x?a=1 HTTP/1.1` -> `a=1`)."""
+    return sanitize_query(request[request.find("?") + 1 :].rsplit(" ", 1)[0])
+
+
 def route_template(target: str) -> str:
     """Path of a request target with ids and personal segments replaced; the query string is dropped."""
     for ch in "?#;":
@@ -499,8 +504,8 @@ class Ingest:
         self._rcache: dict[str, int] = {}
         self._tcache: dict[str, int] = {}
         self._icache: dict[str, bytes] = {}
-        self._kcache: dict[str, tuple[int, bool]] = {}
-        self._qcache: dict[str, str] = {}  # request with id values as `-` -> sanitised query shape  # request with ids as `:id` -> (route id, cacheable)
+        self._kcache: dict[str, tuple[int, bool]] = {}  # request with ids as `:id` -> (route id, cacheable)
+        self._qcache: dict[str, str] = {}  # request with id values as `-` -> sanitised query shape
         self._id_regex: re.Pattern | None = None
         self._id_static: set[str] = set()
         self._dcache: dict[str, str] = {}  # path directory -> its template (see _route_name)
@@ -574,11 +579,10 @@ class Ingest:
 
     def _note_query(self, rid: int, request: str) -> None:
         """The shapes of the query strings a route takes (at most 8), values only when enumeration-like."""
-        q = request.find("?")
-        if q >= 0:
+        if "?" in request:
             shapes = self.route_queries[rid]
             if len(shapes) < 8:
-                shape = sanitize_query(request[q + 1 :].rsplit(" ", 1)[0])
+                shape = _query_shape(request)
                 if shape:
                     shapes.add(shape)
 
@@ -630,8 +634,7 @@ class Ingest:
                 if len(shapes) < 8:
                     shape = qcache.get(skeleton)
                     if shape is None:
-                        q = skeleton.find("?")
-                        shape = sanitize_query(skeleton[q + 1 :].rsplit(" ", 1)[0])
+                        shape = _query_shape(skeleton)
                         if len(qcache) >= CACHE_CAP:
                             qcache.clear()
                         qcache[skeleton] = shape
@@ -713,14 +716,13 @@ class Ingest:
         self._rcache.clear()
 
     # -- the slow, strict path --------------------------------------------------------------------
-    def _bad(self, fstats: FileStats, lineno, line: str) -> None:
+    def _bad(self, fstats: FileStats, lineno: int, line: str) -> None:
         fstats.malformed += 1
         if len(self.malformed_examples) < EXAMPLES_CAP:
-            where = lineno() if callable(lineno) else lineno
-            self.malformed_examples.append(f"{os.path.basename(fstats.path)}:{where}: {mask_line(line)}")
+            self.malformed_examples.append(f"{os.path.basename(fstats.path)}:{lineno}: {mask_line(line)}")
 
-    def _slow(self, line: str, fmt: str, fstats: FileStats, lineno) -> bool:
-        """Strict regex path; `lineno` may be a callable (computed only when an example is kept)."""
+    def _slow(self, line: str, fmt: str, fstats: FileStats, lineno: int) -> bool:
+        """Strict regex path, for the lines the bulk path leaves (and every line with `fast=False`)."""
         m = _SLOW.match(line)
         if not m or (fmt == "combined") != (m.group(8) is not None):
             if not line.strip():
@@ -728,7 +730,8 @@ class Ingest:
             self._bad(fstats, lineno, line)
             return False
         host, ident, user, ts, request, status, size, _ref, ua = m.groups()
-        t = self._tcache.get("[" + ts + "] ")
+        tcache = self._tcache
+        t = tcache.get(ts)
         if t is None:
             t = parse_clf_time(ts)
             if t is None:
@@ -736,7 +739,9 @@ class Ingest:
                 return False
             if self.time_map is not None:
                 t = self.time_map(t)
-            self._tcache["[" + ts + "] "] = t  # keyed as the hot loop slices it: brackets included
+            if len(tcache) > 400_000:
+                tcache.clear()
+            tcache[ts] = t
         prefix = f"{host} {ident} {user} "
         self._record(
             t, prefix + (ua or ""), request.replace('\\"', '"'), status, 0 if size == "-" else int(size)
@@ -934,9 +939,6 @@ class Ingest:
         totals are `numpy.bincount` sums; visits are advanced per client and visit (`_visits`).
         """
         # time: the digits of every stamp at once (the bulk regex checked every range)
-        tcache = self._tcache  # (the strict path's)
-        if len(tcache) > 400_000:
-            tcache.clear()
         tarr = _stamp_times(stamps)
         if self.time_map is not None:
             distinct, where = np.unique(tarr, return_inverse=True)
