@@ -646,18 +646,18 @@ def print_summary(folder: RunFolder, out) -> None:
         lines.append(f"  {name:<18} {p.get('visits_started', 0):>8,} {p.get('visits_completed', 0):>8,} "
                      f"{p.get('visits_failed', 0):>7,} {p.get('visits_quota', 0):>6,} "
                      f"{_human_bytes(pv.get('down') or 0):>11} {_human_bytes(pv.get('up') or 0):>10}")  # fmt: skip
+    advice = "use --workers, a smaller --scale or a longer --day-in"
     late, achieved = a.get("late", 0) or 0, a.get("achieved", 0) or 0
     if achieved and late > 0.01 * achieved:
         lines += ["", f"  warning    {late / achieved:.0%} of the visits began late (more than the workload's tolerance "
                       "after their intended time): the load generator could not keep up, so the machine's CPU, "
-                      "not the ENT, shaped part of this run; use --workers, a smaller --scale or a longer --day-in"]
+                      f"not the ENT, shaped part of this run; {advice}"]
     gen = s.get("generator") or {}
-    if gen.get("saturated_s"):
+    if gen.get("saturated_s"):  # (90 %: exporters.recorder.GENERATOR_SATURATED_PERCENT, Locust's own threshold)
         since = gen.get("saturated_from_sim_s")
         lines += ["", f"  warning    the load generator ran above 90 % CPU (Locust's samples, busiest process) for about "
                       f"{gen['saturated_s']:,} s" + (f", first at simulated {clock_text(since)}" if since is not None else "")
-                  + ": latencies from then on include its own queueing; use --workers, a smaller --scale or a longer "
-                    "--day-in"]  # fmt: skip
+                  + f": latencies from then on include its own queueing; {advice}"]  # fmt: skip
     eps = sorted(s.get("endpoints", []), key=lambda e: -(e.get("p95_s") or 0))[:8]
     if eps:
         lines += ["", f"  {'slowest endpoints (p95)':<44} {'requests':>9} {'fail':>6} {'p50':>8} {'p95':>8} {'p99':>8}"]

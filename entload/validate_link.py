@@ -990,12 +990,13 @@ def analyse(raw: dict, opts: Options) -> dict:
     efficiency = mean_payload / mean_wire
     c_eff = rate * efficiency  # payload bits/s the shaped link carries for this mix
     ts, lo_bytes, _active = _read_link_csv(raw["link_csv"])
-    hs_idle = _mean([sizes[c.name].get("handshake_rtt_s") for c in opts.classes]) or 0.0
+    hs_idle_s = _mean([sizes[c.name].get("handshake_rtt_s") for c in opts.classes])
+    hs_idle = hs_idle_s or 0.0
     result = {
         "schema_version": SCHEMA_VERSION,
         "link": {"namespace": raw.get("namespace"), "rate_bps": rate, "effective_bps": c_eff, "payload_efficiency": efficiency, "mtu": MTU,
                  "tbf": raw["tbf"], "queue": raw.get("queue"), "congestion_control": raw.get("congestion_control"),
-                 "handshake_rtt_idle_s": _mean([sizes[c.name].get("handshake_rtt_s") for c in opts.classes])},
+                 "handshake_rtt_idle_s": hs_idle_s},
         "classes": {c.name: {"label": c.label, "share": c.share, **sizes[c.name],
                              "overhead_s": sizes[c.name]["unloaded_s"] - 8 * sizes[c.name]["payload_bytes"] / c_eff}
                     for c in opts.classes},
