@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from entload import __version__
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # With no logging configured, Python prints every library warning bare on stderr; matplotlib's font manager
+    # then fills a run's output with "findfont: ... STIXGeneral not found" lines for each plot with log-scale
+    # tick labels (it falls back to DejaVu Sans, which is what we want). Its errors still show.
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # name the subcommand whose options these are not, not the top-level parser

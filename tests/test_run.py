@@ -87,6 +87,7 @@ def test_run_writes_a_valid_folder_that_agrees_with_locust(tmp_path, http_target
     assert manifest["compression"] == 24 and manifest["seed"] == 3 and manifest["host"] == http_target
     assert "secret" not in " ".join(manifest["command_line"])
     assert "results:" in proc.stdout and str(run) in proc.stdout and "arrivals" in proc.stdout
+    assert "findfont" not in proc.stdout + proc.stderr  # no library chatter in a run's output
 
 
 def test_workers_mode_gives_the_master_all_totals(tmp_path, http_target):  # noqa: F811
